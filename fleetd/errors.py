@@ -1,0 +1,21 @@
+"""The exception root of fleetd and fleetctl."""
+
+
+class FleetError(Exception):
+    """Root of every error raised on purpose by fleetd and fleetctl."""
+
+
+class RegistryError(FleetError):
+    """etcd could not be reached or refused an operation; says which and why."""
+
+
+class UnitFileError(FleetError, ValueError):
+    """A unit file that does not parse or breaks a rule; the message says where."""
+
+
+class UnitNameError(FleetError, ValueError):
+    """An invalid unit name; the message names the rule it breaks."""
+
+
+class SystemdError(FleetError):
+    """A D-Bus call to systemd failed; carries the method, unit and reply."""
