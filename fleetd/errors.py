@@ -19,3 +19,7 @@ class UnitNameError(FleetError, ValueError):
 
 class SystemdError(FleetError):
     """A D-Bus call to systemd failed; carries the method, unit and reply."""
+
+
+class ClusterError(FleetError):
+    """A test host, local etcd server or local cluster failed to start or stop."""
