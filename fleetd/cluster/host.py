@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetd.cluster import bootscript, cgroups
+from fleetd.cluster import bootscript, cgroups, process
 from fleetd.errors import ClusterError
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Host:
                 public_ip=public_ip,
                 pid=pid,
                 state_dir=state_dir,
-                start_time=_start_time(pid) or 0,
+                start_time=process.start_time(pid) or 0,
                 cgroup_dirs=tuple(cgroup_dirs),
                 netns=netns,
                 _launcher=launcher,
@@ -169,12 +169,12 @@ class Host:
         """
         kwargs.setdefault("text", True)
         kwargs["env"] = self._environment(kwargs.get("env"))
-        process: subprocess.Popen[str] = subprocess.Popen(self._nsenter(argv), **kwargs)
-        return process
+        child: subprocess.Popen[str] = subprocess.Popen(self._nsenter(argv), **kwargs)
+        return child
 
     def alive(self) -> bool:
         """Return True while the host's PID 1 runs (and is not a zombie)."""
-        return _start_time(self.pid) == self.start_time
+        return process.start_time(self.pid) == self.start_time
 
     def kill(self) -> None:
         """Send SIGKILL to the host's PID 1 and wait until the host is gone.
@@ -389,19 +389,6 @@ def _stop_launcher(launcher: subprocess.Popen[bytes]) -> None:
             os.kill(pid, signal.SIGKILL)
         launcher.kill()
     launcher.wait()
-
-
-def _start_time(pid: int) -> int | None:
-    """Return the start time of a live, non-zombie process, else None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name in brackets may contain spaces; fields follow it.
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 def _console_tail(state_dir: Path, lines: int = 20) -> str:
