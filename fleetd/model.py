@@ -33,7 +33,7 @@ class Unit:
     ``machine_id`` is the placement written by the engine, empty while the
     unit is not placed (always empty for global units). ``current_state`` is
     the fleet state reported by the machine it is placed on: inactive,
-    loaded or launched.
+    loaded or launched. ``reason`` says why the engine could not place it.
     """
 
     name: str
@@ -42,6 +42,7 @@ class Unit:
     desired_state: DesiredState
     machine_id: str = ""
     current_state: str = "inactive"
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""The engine role: leader election and placement commits.
+
+One fleetd at a time leads. The leader key ``engine/leader`` holds the
+leader's machine ID on the leader's machine lease, so it disappears when the
+leader dies. Every placement write is a transaction that compares the leader
+key's create revision with the one this engine created: a deposed leader's
+write fails, because its key is gone or was created again by another leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleetd.engine.scheduler import Plan, UnitSpec, plan
+from fleetd.errors import RegistryError, UnitFileError
+from fleetd.model import Machine
+from fleetd.presence import MachinePresence
+from fleetd.registry import view as keys
+from fleetd.registry.etcd import MAX_TXN_OPS, EtcdRegistry
+from fleetd.registry.mirror import RegistryMirror
+from fleetd.registry.view import RegistryView
+from fleetd.rules import Requirements, requirements_of
+from fleetd.unit import UnitFile
+
+log = logging.getLogger(__name__)
+
+
+class LeadershipLost(RegistryError):
+    """A fenced write failed because another engine leads now."""
+
+
+@dataclass
+class _Cached:
+    hash: str
+    requirements: Requirements
+
+
+class Engine:
+    """Campaigns for leadership and, while leading, places units."""
+
+    def __init__(
+        self,
+        registry: EtcdRegistry,
+        mirror: RegistryMirror,
+        presence: MachinePresence,
+        interval: float,
+    ) -> None:
+        self.registry = registry
+        self.mirror = mirror
+        self.presence = presence
+        self.interval = interval
+        self.leader_revision = 0
+        self._requirements: dict[str, _Cached] = {}
+        self._wake = mirror.subscribe()
+
+    @property
+    def machine_id(self) -> str:
+        return self.presence.machine.id
+
+    async def campaign(self) -> bool:
+        """Try to become leader; True if this engine leads now."""
+        registry = self.registry
+        created = await registry.txn(
+            [registry.cmp_missing(keys.LEADER)],
+            [registry.op_put(keys.LEADER, self.machine_id, self.presence.lease)],
+            "campaign for engine leadership",
+        )
+        found = await registry.get(keys.LEADER)
+        if found is None:
+            return False
+        value, create_revision, lease = found
+        if value.decode() != self.machine_id or lease != self.presence.lease:
+            return False
+        if created or create_revision != self.leader_revision:
+            log.info("engine leadership acquired by %s", self.machine_id)
+        self.leader_revision = create_revision
+        return True
+
+    async def run(self) -> None:
+        """Lead when possible and reconcile on every registry change."""
+        await self.mirror.synced.wait()
+        while True:
+            await self.presence.registered.wait()
+            try:
+                leader = self.mirror.view.leader
+                if leader not in ("", self.machine_id):
+                    if self.leader_revision:
+                        log.info("engine leadership moved to %s", leader)
+                    self.leader_revision = 0
+                elif not self.leader_revision:
+                    await self.campaign()
+                if self.leader_revision:
+                    await self.reconcile()
+            except LeadershipLost:
+                log.info("engine leadership lost by %s", self.machine_id)
+                self.leader_revision = 0
+            except RegistryError as err:
+                log.warning("engine pass failed: %s", err)
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _specs(self, view: RegistryView) -> list[UnitSpec]:
+        specs: list[UnitSpec] = []
+        for unit in view.units():
+            cached = self._requirements.get(unit.name)
+            if cached is None or cached.hash != unit.hash:
+                try:
+                    requirements = requirements_of(unit.name, UnitFile.parse(unit.raw))
+                except UnitFileError as err:
+                    log.warning("cannot place unit %s: %s", unit.name, err)
+                    continue
+                cached = _Cached(unit.hash, requirements)
+                self._requirements[unit.name] = cached
+            specs.append(
+                UnitSpec(
+                    name=unit.name,
+                    requirements=cached.requirements,
+                    desired_state=unit.desired_state,
+                    machine_id=unit.machine_id,
+                )
+            )
+        for gone in self._requirements.keys() - view.files.keys():
+            del self._requirements[gone]
+        return specs
+
+    async def reconcile(self) -> None:
+        """Plan against the mirror and commit the plan, fenced by leadership."""
+        started = time.monotonic()
+        view = self.mirror.view
+        machines: list[Machine] = view.machine_list()
+        result: Plan = plan(self._specs(view), machines)
+
+        ops: list[tuple[str, str | None]] = []
+        for name in view.placements.keys() - view.files.keys():
+            ops.append((keys.placement_key(name), None))
+        for task in result.tasks:
+            key = keys.placement_key(task.unit)
+            if task.kind == "place":
+                ops.append((key, task.machine_id))
+            else:
+                ops.append((key, None))
+            log.info(
+                "%s %s on %s: %s", task.kind, task.unit, task.machine_id, task.reason
+            )
+        ops.extend(self._reason_ops(view, result.unplaceable))
+        await self.commit(ops)
+
+        elapsed = time.monotonic() - started
+        if elapsed > self.interval:
+            log.warning(
+                "engine pass took %.2fs, over its %gs interval", elapsed, self.interval
+            )
+
+    def _reason_ops(
+        self, view: RegistryView, unplaceable: Mapping[str, str]
+    ) -> list[tuple[str, str | None]]:
+        ops: list[tuple[str, str | None]] = []
+        for name, reason in unplaceable.items():
+            if view.reasons.get(name) != reason:
+                ops.append((keys.reason_key(name), reason))
+        for name in view.reasons.keys() - unplaceable.keys():
+            if name in view.files:
+                ops.append((keys.reason_key(name), None))
+        return ops
+
+    async def commit(self, ops: list[tuple[str, str | None]]) -> None:
+        """Write ``ops`` (key, value or None to delete) in fenced transactions."""
+        registry = self.registry
+        fence = registry.cmp_created_at(keys.LEADER, self.leader_revision)
+        batch = MAX_TXN_OPS - 1
+        for start in range(0, len(ops), batch):
+            chunk = ops[start : start + batch]
+            requests: list[Any] = [
+                registry.op_delete(key)
+                if value is None
+                else registry.op_put(key, value)
+                for key, value in chunk
+            ]
+            if not await registry.txn([fence], requests, "commit placements"):
+                raise LeadershipLost("engine leader key changed")
+            # Apply at once, so a pass that runs before the watch delivers
+            # these writes does not plan them again.
+            for key, value in chunk:
+                self.mirror.view.apply(key, None if value is None else value.encode())

@@ -1,0 +1,213 @@
+"""The peer channel: fleetd serves its local units' journals to the cluster.
+
+fleetctl (on any host with access to etcd) connects to the machine running a
+unit, at the machine's public IP and ``peer_port``, and asks for the journal.
+A request is one JSON line signed with HMAC-SHA256 under the cluster secret
+stored in etcd, so only clients that can read the registry are served. The
+reply is a status line (``OK`` or ``ERROR <message>``) followed by
+journalctl's output until it ends or the client hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import BinaryIO
+
+from fleetd.model import Machine
+
+log = logging.getLogger(__name__)
+
+# journalctl --output modes a client may ask for.
+OUTPUT_MODES = frozenset(
+    {
+        "short",
+        "short-full",
+        "short-iso",
+        "short-iso-precise",
+        "short-precise",
+        "short-monotonic",
+        "short-unix",
+        "verbose",
+        "export",
+        "json",
+        "json-pretty",
+        "json-sse",
+        "json-seq",
+        "cat",
+        "with-unit",
+    }
+)
+MAX_CLOCK_SKEW = 300.0
+MAX_LINES = 1_000_000
+
+
+def sign(secret: bytes, request: dict[str, object]) -> str:
+    body = json.dumps(request, sort_keys=True).encode()
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def check_request(secret: bytes, line: bytes, now: float) -> dict[str, object]:
+    """Return the verified request in ``line``; raises ValueError saying why not."""
+    try:
+        request = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError("request is not JSON") from err
+    if not isinstance(request, dict):
+        raise ValueError("request is not a JSON object")
+    mac = request.pop("mac", "")
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, sign(secret, request)):
+        raise ValueError("request signature invalid")
+    sent = request.get("time")
+    if not isinstance(sent, int | float) or abs(now - sent) > MAX_CLOCK_SKEW:
+        raise ValueError("request too old or clock skew over 300s")
+    if request.get("op") != "journal":
+        raise ValueError(f"unknown operation {request.get('op')!r}")
+    unit = request.get("unit")
+    if not isinstance(unit, str) or not unit or unit.startswith("-"):
+        raise ValueError(f"invalid unit {unit!r}")
+    lines = request.get("lines")
+    if not isinstance(lines, int) or not 0 <= lines <= MAX_LINES:
+        raise ValueError(f"invalid line count {lines!r}")
+    if request.get("output") not in OUTPUT_MODES:
+        raise ValueError(f"invalid output mode {request.get('output')!r}")
+    return request
+
+
+def journalctl_argv(unit: str, lines: int, follow: bool, output: str) -> list[str]:
+    argv = ["journalctl", f"--unit={unit}", "--no-pager", f"--lines={lines}"]
+    argv.append(f"--output={output}")
+    if follow:
+        argv.append("--follow")
+    return argv
+
+
+class PeerServer:
+    """Serves journal requests from other fleetd instances and fleetctl."""
+
+    def __init__(self, secret: bytes, host: str, port: int) -> None:
+        self.secret = secret
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        log.info("serving journals to peers on %s:%d", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=10)
+            try:
+                request = check_request(self.secret, line, time.time())
+            except ValueError as err:
+                log.warning("rejected peer request from %s: %s", peer, err)
+                writer.write(f"ERROR {err}\n".encode())
+                return
+            writer.write(b"OK\n")
+            await self._stream_journal(request, reader, writer)
+        except (TimeoutError, ConnectionError) as err:
+            log.debug("peer %s went away: %s", peer, err)
+        finally:
+            with contextlib.suppress(ConnectionError):
+                writer.close()
+                await writer.wait_closed()
+
+    async def _stream_journal(
+        self,
+        request: dict[str, object],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        argv = journalctl_argv(
+            str(request["unit"]),
+            int(str(request["lines"])),
+            bool(request.get("follow")),
+            str(request["output"]),
+        )
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        assert process.stdout is not None
+        hangup = asyncio.create_task(reader.read())
+        try:
+            while True:
+                chunk_task = asyncio.create_task(process.stdout.read(65536))
+                done, _ = await asyncio.wait(
+                    {chunk_task, hangup}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if chunk_task not in done:
+                    chunk_task.cancel()
+                    break
+                chunk = chunk_task.result()
+                if not chunk:
+                    break
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            hangup.cancel()
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def stream_journal(
+    machine: Machine,
+    unit: str,
+    *,
+    lines: int,
+    follow: bool,
+    output: str,
+    secret: bytes,
+    out: BinaryIO,
+    timeout: float = 10.0,
+) -> int:
+    """Copy ``unit``'s journal on ``machine`` to ``out``; returns an exit code."""
+    if not machine.public_ip or not machine.peer_port:
+        raise ConnectionError(
+            f"machine {machine.id} publishes no address for its journal"
+        )
+    request: dict[str, object] = {
+        "op": "journal",
+        "unit": unit,
+        "lines": lines,
+        "follow": follow,
+        "output": output,
+        "time": time.time(),
+        "nonce": secrets.token_hex(8),
+    }
+    request["mac"] = sign(secret, request)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(machine.public_ip, machine.peer_port), timeout
+    )
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        if status != b"OK\n":
+            message = status.decode(errors="replace").strip() or "connection closed"
+            raise ConnectionError(
+                f"machine {machine.id[:8]} refused the journal request: {message}"
+            )
+        while chunk := await reader.read(65536):
+            out.write(chunk)
+            out.flush()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return 0
