@@ -177,7 +177,7 @@ class EtcdServer:
         return process.is_running(self._pid, self.start_time)
 
     def healthy(self) -> bool:
-        """Return True if the server answers /health with health "true"."""
+        """Return True if GET /health returns {"health": "true"}."""
         try:
             with urllib.request.urlopen(self.client_url + "/health", timeout=1.0) as r:
                 body = json.loads(r.read())

@@ -95,6 +95,7 @@ class Host:
             )
 
         state_dir = Path(state_dir).resolve()
+        _check_state_dir(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "machine-id").write_text(machine_id + "\n", encoding="ascii")
         (state_dir / "hostname").write_text(name + "\n", encoding="ascii")
@@ -315,6 +316,21 @@ def _check_name(name: str) -> None:
             f"invalid host name {name!r}: use 1 to 63 lowercase letters, digits "
             "and inner hyphens"
         )
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    """Reject a state directory that the host's private mounts would hide.
+
+    The boot script bind-mounts files from it after mounting its tmpfs
+    directories, so the files must be outside them.
+    """
+    for private, _mode in bootscript.PRIVATE_TMPFS:
+        if state_dir.is_relative_to(private):
+            raise ClusterError(
+                f"invalid host state directory {state_dir}: it is under {private}, "
+                "which each host mounts privately; use a directory such as "
+                "/var/lib/fleet-cluster"
+            )
 
 
 def _launch(
