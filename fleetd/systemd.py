@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import string
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -108,7 +109,7 @@ def unit_name_from_path(path: str) -> str | None:
             i += 1
             continue
         digits = label[i + 1 : i + 3]
-        if len(digits) != 2 or not all(c in "0123456789abcdef" for c in digits):
+        if len(digits) != 2 or not all(c in string.hexdigits for c in digits):
             return None
         decoded.append(int(digits, 16))
         i += 3
