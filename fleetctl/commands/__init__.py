@@ -1,0 +1,1 @@
+"""The fleetctl commands, one module per command or close family."""

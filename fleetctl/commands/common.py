@@ -1,0 +1,87 @@
+"""Options, checks and messages shared by several commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from fleetctl.options import exit_with
+from fleetd.errors import UnitFileError
+from fleetd.model import Unit
+from fleetd.rules import requirements_of
+from fleetd.unit import UnitFile
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SIGNING_DEPRECATED = (
+    "WARNING: The signed/verified units feature is DEPRECATED and cannot be used."
+)
+
+units_argument = click.argument("units", nargs=-1, metavar="UNIT...")
+
+
+def blocking_options(function: F) -> F:
+    """Add --block-attempts and --no-block to a command that waits for states."""
+    function = click.option(
+        "--no-block",
+        is_flag=True,
+        help="Do not wait for the units to reach the state.",
+    )(function)
+    function = click.option(
+        "--block-attempts",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Wait at most this many 2-second attempts; 0 waits without limit.",
+    )(function)
+    return function
+
+
+def attempts_from(no_block: bool, attempts: int) -> int:
+    """Return -1 for --no-block, else the attempts (0 = no limit), as the original."""
+    if no_block:
+        return -1
+    return attempts
+
+
+def sign_option(function: F) -> F:
+    """Add the deprecated --sign flag, which exits 2 like the original."""
+
+    def reject(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            click.echo(SIGNING_DEPRECATED, err=True)
+            ctx.exit(2)
+
+    return click.option(
+        "--sign",
+        is_flag=True,
+        hidden=True,
+        expose_value=False,
+        callback=reject,
+        help="Deprecated; exits with status 2.",
+    )(function)
+
+
+def is_global(unit: Unit) -> bool:
+    """Tell whether a registry unit is global ([X-Fleet] Global=true)."""
+    try:
+        return requirements_of(unit.name, UnitFile.parse(unit.raw)).is_global
+    except UnitFileError as err:
+        # The registry only contains files that parsed when they were
+        # submitted, so this happens only after a parser change.
+        log.warning("unit %s in the registry does not parse: %s", unit.name, err)
+        return False
+
+
+def fail_with(errors: Sequence[str]) -> None:
+    """Print each error as ``Error: <line>`` on stderr and exit 1, if there are any."""
+    if not errors:
+        return
+    for error in errors:
+        click.echo(f"Error: {error}", err=True)
+    exit_with(1)

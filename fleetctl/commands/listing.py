@@ -1,0 +1,185 @@
+"""list-units, list-unit-files and list-machines, in the original's columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from fleetctl.client import ClientRegistry, run_with_registry
+from fleetctl.commands.common import is_global
+from fleetctl.options import FleetCommand, get_settings, warn
+from fleetctl.output import (
+    Column,
+    format_metadata,
+    machine_legend,
+    parse_fields,
+    render_table,
+    short_hash,
+    short_machine_id,
+)
+from fleetd.model import Machine, Unit, UnitState
+from fleetd.unit import UnitFile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _table_options(
+    default_fields: str, valid: str, *, short_full: bool
+) -> Callable[[F], F]:
+    """Add --fields, --full (and -l) and --no-legend."""
+
+    def decorate(function: F) -> F:
+        full_flags = ["-l", "--l", "--full"] if short_full else ["--full"]
+        function = click.option(
+            "--fields",
+            default=default_fields,
+            show_default=True,
+            help=f"Columns to print, comma-separated; valid: {valid}.",
+        )(function)
+        function = click.option(
+            "--no-legend", is_flag=True, help="Do not print the header line."
+        )(function)
+        function = click.option(
+            *full_flags,
+            "full",
+            is_flag=True,
+            help="Print full machine IDs and hashes instead of their prefixes.",
+        )(function)
+        return function
+
+    return decorate
+
+
+# -- list-units ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateRow:
+    state: UnitState
+    public_ip: str
+
+
+UNIT_STATE_COLUMNS: tuple[Column[StateRow], ...] = (
+    Column("unit", lambda row, full: row.state.name),
+    Column(
+        "machine",
+        lambda row, full: machine_legend(row.state.machine_id, row.public_ip, full),
+    ),
+    Column("active", lambda row, full: row.state.active_state or "-"),
+    Column("sub", lambda row, full: row.state.sub_state or "-"),
+    Column("load", lambda row, full: row.state.load_state or "-"),
+    Column("hash", lambda row, full: short_hash(row.state.hash, full)),
+)
+
+
+@click.command("list-units", cls=FleetCommand)
+@_table_options(
+    "unit,machine,active,sub", "active,hash,load,machine,sub,unit", short_full=True
+)
+def list_units(fields: str, no_legend: bool, full: bool) -> None:
+    """List the units running on machines: one line per unit per machine."""
+    columns = parse_fields(fields, UNIT_STATE_COLUMNS)
+
+    async def action(registry: ClientRegistry) -> list[StateRow]:
+        ips = _machine_ips(await registry.machines())
+        states = await registry.unit_states()
+        return [StateRow(state, ips.get(state.machine_id, "")) for state in states]
+
+    rows = run_with_registry(get_settings(), action)
+    click.echo(render_table(rows, columns, full=full, legend=not no_legend), nl=False)
+
+
+# -- list-unit-files ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    unit: Unit
+    is_global: bool
+    public_ip: str
+
+
+def _unit_target(row: UnitRow, full: bool) -> str:
+    if row.is_global:
+        return "global"
+    return machine_legend(row.unit.machine_id, row.public_ip, full)
+
+
+def _unit_description(row: UnitRow, full: bool) -> str:
+    description = UnitFile.parse(row.unit.raw).description
+    return description or "-"
+
+
+UNIT_FILE_COLUMNS: tuple[Column[UnitRow], ...] = (
+    Column("unit", lambda row, full: row.unit.name),
+    Column("hash", lambda row, full: short_hash(row.unit.hash, full)),
+    Column("dstate", lambda row, full: row.unit.desired_state.value or "-"),
+    Column(
+        "state",
+        lambda row, full: "-" if row.is_global else (row.unit.current_state or "-"),
+    ),
+    Column("target", _unit_target),
+    Column("tmachine", _unit_target),
+    Column("global", lambda row, full: "true" if row.is_global else "false"),
+    Column("desc", _unit_description),
+)
+
+
+@click.command("list-unit-files", cls=FleetCommand)
+@_table_options(
+    "unit,hash,dstate,state,target",
+    "desc,dstate,global,hash,state,target,tmachine,unit",
+    short_full=False,
+)
+def list_unit_files(fields: str, no_legend: bool, full: bool) -> None:
+    """List the units in the registry with their desired and current states."""
+    columns = parse_fields(fields, UNIT_FILE_COLUMNS)
+    if any(column.name == "tmachine" for column in columns):
+        warn('WARNING: The "tmachine" field is deprecated. Use "target" instead')
+
+    async def action(registry: ClientRegistry) -> list[UnitRow]:
+        units = await registry.units()
+        ips = _machine_ips(await registry.machines()) if _needs_ips(columns) else {}
+        return [
+            UnitRow(unit, is_global(unit), ips.get(unit.machine_id, ""))
+            for unit in units
+        ]
+
+    rows = run_with_registry(get_settings(), action)
+    click.echo(render_table(rows, columns, full=full, legend=not no_legend), nl=False)
+
+
+def _needs_ips(columns: Sequence[Column[UnitRow]]) -> bool:
+    return any(column.name in {"target", "tmachine"} for column in columns)
+
+
+# -- list-machines ------------------------------------------------------------
+
+
+MACHINE_COLUMNS: tuple[Column[Machine], ...] = (
+    Column("machine", lambda machine, full: short_machine_id(machine.id, full)),
+    Column("ip", lambda machine, full: machine.public_ip or "-"),
+    Column("metadata", lambda machine, full: format_metadata(machine.metadata)),
+)
+
+
+@click.command("list-machines", cls=FleetCommand)
+@_table_options("machine,ip,metadata", "ip,machine,metadata", short_full=True)
+def list_machines(fields: str, no_legend: bool, full: bool) -> None:
+    """List the live machines in the cluster."""
+    columns = parse_fields(fields, MACHINE_COLUMNS)
+
+    async def action(registry: ClientRegistry) -> list[Machine]:
+        return await registry.machines()
+
+    machines = run_with_registry(get_settings(), action)
+    click.echo(
+        render_table(machines, columns, full=full, legend=not no_legend), nl=False
+    )
+
+
+def _machine_ips(machines: Sequence[Machine]) -> Mapping[str, str]:
+    return {machine.id: machine.public_ip for machine in machines}
