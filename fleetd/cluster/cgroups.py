@@ -73,14 +73,19 @@ def _hierarchy_mount(controllers: str, layout: CgroupLayout) -> Path | None:
     return None
 
 
-def host_cgroup_dirs(host_name: str, proc_cgroup: str | None = None) -> list[Path]:
+def host_cgroup_dirs(
+    host_name: str,
+    proc_cgroup: str | None = None,
+    layout: CgroupLayout | None = None,
+) -> list[Path]:
     """List the cgroup directories a host named `host_name` should join.
 
-    `proc_cgroup` is the text of /proc/self/cgroup (read when None); each
-    directory is `fleet-cluster/<host_name>` below the caller's own cgroup in
-    one hierarchy.
+    `proc_cgroup` is the text of /proc/self/cgroup and `layout` the machine's
+    cgroup layout (both read from the machine when None). Each directory is
+    `fleet-cluster/<host_name>` below the caller's own cgroup in one hierarchy.
     """
-    layout = CgroupLayout.detect()
+    if layout is None:
+        layout = CgroupLayout.detect()
     if proc_cgroup is None:
         proc_cgroup = Path("/proc/self/cgroup").read_text(encoding="utf-8")
 

@@ -136,6 +136,9 @@ def up(
     Returns once fleet.service is active on every host. A stopped cluster of
     the same name is cleaned up first; a running one is an error.
     """
+    cluster.check_up_arguments(
+        name, host_count, agent_ttl, metadata, etcd_key_prefix, ip_base
+    )
     _require_root("up")
     result = cluster.up(
         root,
@@ -189,9 +192,9 @@ def exec_command(root: Path, name: str, host: str, command: tuple[str, ...]) -> 
     COMMAND when it has options. fleetctl inside the host is set up to talk
     to the cluster's etcd.
     """
-    _require_root("exec")
     cluster_state = state.load(state.cluster_dir(root, name))
     target = cluster_state.find_host(host).to_host()
+    _require_root("exec")
     if not target.alive():
         raise click.ClickException(
             f"host {target.name} is not running: boot it again with "

@@ -99,12 +99,8 @@ def up(
     Raises ClusterError if a cluster of that name is running; the remains of
     a dead one are cleaned up first.
     """
-    if host_count < 1:
-        raise ClusterError(f"invalid host count {host_count}: use at least 1")
+    check_up_arguments(name, host_count, agent_ttl, metadata, key_prefix, ip_base)
     directory = state.cluster_dir(root, name)
-    fleet.check_agent_ttl(agent_ttl)
-    fleet.render_metadata(metadata, 1, name)
-    host_ips(ip_base, host_count)
     if fleetd is None:
         fleetd = fleet.default_fleetd()
     if not fleetd.is_file():
@@ -158,6 +154,27 @@ def up(
     )
     state.save(cluster_state, directory)
     return UpResult(state=cluster_state, directory=directory)
+
+
+def check_up_arguments(
+    name: str,
+    host_count: int,
+    agent_ttl: str,
+    metadata: str,
+    key_prefix: str,
+    ip_base: str,
+) -> None:
+    """Raise ClusterError for the first invalid argument of up()."""
+    state.check_cluster_name(name)
+    if host_count < 1:
+        raise ClusterError(f"invalid host count {host_count}: use at least 1")
+    FleetOptions(
+        etcd_url="",  # known only once etcd runs, and not validated here
+        key_prefix=key_prefix,
+        agent_ttl=agent_ttl,
+        metadata=metadata,
+    )
+    host_ips(ip_base, host_count)
 
 
 def is_running(cluster_state: ClusterState) -> bool:
