@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -27,13 +28,17 @@ from fleetd.errors import RegistryError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.registry import view as keys
 from fleetd.registry.view import RegistryView
-from fleetd.unit import UnitFile
 
 log = logging.getLogger(__name__)
 
 # etcd rejects a transaction with more operations than --max-txn-ops (128 by
 # default), compares included.
 MAX_TXN_OPS = 128
+
+
+def serialized_hash(raw: str) -> str:
+    """Return the unit hash of a file already in serialized form: its SHA1."""
+    return hashlib.sha1(raw.encode()).hexdigest()
 
 
 class Compacted(RegistryError):
@@ -279,7 +284,7 @@ class EtcdRegistry:
         return (await self.read_view()).unit_states()
 
     async def create_unit(self, name: str, raw: str, desired: DesiredState) -> bool:
-        unit_hash = UnitFile.parse(raw).hash()
+        unit_hash = serialized_hash(raw)
         return await self.txn(
             [self.cmp_missing(keys.unit_file_key(name))],
             [
@@ -293,7 +298,7 @@ class EtcdRegistry:
         )
 
     async def replace_unit(self, name: str, raw: str, desired: DesiredState) -> None:
-        unit_hash = UnitFile.parse(raw).hash()
+        unit_hash = serialized_hash(raw)
         await self.txn(
             [],
             [
