@@ -7,13 +7,28 @@ from typing import Any
 
 import click
 
-from fleetctl.commands.destroy import destroy
-from fleetctl.commands.inspect import cat, journal
-from fleetctl.commands.listing import list_machines, list_unit_files, list_units
-from fleetctl.commands.stop import stop, unload
-from fleetctl.commands.submit import load, start, submit
-from fleetctl.commands.version import help_command, verify, version, version_line
+from fleetctl.commands.version import version_line
 from fleetctl.options import FleetGroup, group_params, settings_from_group_params
+
+# Each command's module is imported only when the command runs (or help lists
+# them all), so that --version and a command's start skip the others' imports.
+COMMANDS = {
+    "submit": "fleetctl.commands.submit:submit",
+    "load": "fleetctl.commands.submit:load",
+    "start": "fleetctl.commands.submit:start",
+    "stop": "fleetctl.commands.stop:stop",
+    "unload": "fleetctl.commands.stop:unload",
+    "destroy": "fleetctl.commands.destroy:destroy",
+    "list-units": "fleetctl.commands.listing:list_units",
+    "list-unit-files": "fleetctl.commands.listing:list_unit_files",
+    "list-machines": "fleetctl.commands.listing:list_machines",
+    "cat": "fleetctl.commands.inspect:cat",
+    "journal": "fleetctl.commands.inspect:journal",
+    "version": "fleetctl.commands.version:version",
+    "verify": "fleetctl.commands.version:verify",
+    "help": "fleetctl.commands.version:help_command",
+}
+HIDDEN_COMMANDS = frozenset({"verify"})
 
 EPILOG = """\
 Global options may also be given after the command name, and each can be set
@@ -36,6 +51,8 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 
 @click.group(
     cls=FleetGroup,
+    lazy_commands=COMMANDS,
+    hidden_commands=HIDDEN_COMMANDS,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG,
@@ -65,24 +82,6 @@ def cli(ctx: click.Context, /, **values: Any) -> None:
 
 
 cli.params.extend(group_params())
-
-for command in (
-    submit,
-    load,
-    start,
-    stop,
-    unload,
-    destroy,
-    list_units,
-    list_unit_files,
-    list_machines,
-    cat,
-    journal,
-    version,
-    verify,
-    help_command,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 
 from fleetctl.client import ClientRegistry
-from fleetctl.selection import is_glob, match_glob
+from fleetctl.selection import is_glob, match_glob, unit_name_of
 from fleetd.errors import UnitFileError, UnitNameError
 from fleetd.model import DesiredState, Unit
 from fleetd.rules import validate_options
-from fleetd.unit import UnitFile, UnitNameInfo, mangle_unit_name, validate_unit_name
+from fleetd.unit import UnitFile, UnitNameInfo, validate_unit_name
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,14 @@ def plan_units(
             _add_names(plan, matched, allow_templates)
             continue
 
-        name = mangle_unit_name(arg)
+        name = unit_name_of(arg)
         if name in plan.names:
             continue
         try:
             validate_unit_name(name)
         except UnitNameError as err:
-            raise click.ClickException(
-                f"invalid unit name {name!r} (from {arg!r}): {err}"
-            ) from err
+            origin = "" if arg == name else f" (from the argument {arg!r})"
+            raise click.ClickException(f"{err}{origin}") from err
         _add_names(plan, [name], allow_templates)
 
         existing = registry_units.get(name)

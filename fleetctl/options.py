@@ -8,8 +8,9 @@ does none of this, so ``FleetGroup`` and ``FleetCommand`` add it.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,9 +304,40 @@ class FleetCommand(click.Command):
 
 
 class FleetGroup(click.Group):
-    """The fleetctl group: global options, prefix matching, ``--flag=false``."""
+    """The fleetctl group: global options, prefix matching, ``--flag=false``.
+
+    ``lazy_commands`` maps command names to ``module:attribute`` paths that
+    are imported when the command is first looked up.
+    """
 
     command_class = FleetCommand
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy_commands: Mapping[str, str] | None = None,
+        hidden_commands: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+        self.hidden_commands = frozenset(hidden_commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def _load(self, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        path = self.lazy_commands.get(name)
+        if path is None:
+            return None
+        module_name, _, attribute = path.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{path} is not a click command")
+        self.add_command(command, name)
+        return command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Only the group's own options are rewritten here. The command
@@ -320,16 +352,16 @@ class FleetGroup(click.Group):
         return super().parse_args(ctx, head)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
+        command = self._load(cmd_name)
         if command is not None:
             return command
         matches = [
             name
             for name in self.list_commands(ctx)
-            if name.startswith(cmd_name) and not self.commands[name].hidden
+            if name.startswith(cmd_name) and name not in self.hidden_commands
         ]
         if len(matches) == 1:
-            return super().get_command(ctx, matches[0])
+            return self._load(matches[0])
         if len(matches) > 1:
             ctx.fail(
                 f"command {cmd_name!r} is ambiguous: it could be "

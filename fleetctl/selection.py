@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import click
 
+from fleetd.errors import UnitNameError
 from fleetd.model import Unit
 from fleetd.unit import mangle_unit_name
 
@@ -28,6 +29,18 @@ def match_glob(pattern: str, names: Iterable[str]) -> list[str]:
     """
     base = posixpath.basename(pattern)
     return [name for name in names if fnmatch.fnmatchcase(name, base)]
+
+
+def unit_name_of(arg: str) -> str:
+    """Return the unit name an argument means (``web`` is ``web.service``).
+
+    Raises ``click.ClickException`` for an argument that names no file or
+    unit, such as "/" or "..".
+    """
+    try:
+        return mangle_unit_name(arg)
+    except UnitNameError as err:
+        raise click.ClickException(str(err)) from err
 
 
 def require_units(args: Sequence[str]) -> None:
@@ -54,7 +67,7 @@ def select_units(args: Sequence[str], units: Sequence[Unit]) -> list[Unit]:
             for name in matched:
                 selected.setdefault(name, by_name[name])
             continue
-        name = mangle_unit_name(arg)
+        name = unit_name_of(arg)
         unit = by_name.get(name)
         if unit is None:
             missing.append(name)

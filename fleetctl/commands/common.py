@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from fleetctl.commands.version import SIGNING_DEPRECATED
 from fleetctl.options import exit_with
 from fleetd.errors import UnitFileError
 from fleetd.model import Unit
@@ -17,10 +18,6 @@ from fleetd.unit import UnitFile
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-SIGNING_DEPRECATED = (
-    "WARNING: The signed/verified units feature is DEPRECATED and cannot be used."
-)
 
 units_argument = click.argument("units", nargs=-1, metavar="UNIT...")
 

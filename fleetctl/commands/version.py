@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.commands.common import SIGNING_DEPRECATED
 from fleetctl.options import FleetCommand, exit_with
 from fleetd import __version__
+
+SIGNING_DEPRECATED = (
+    "WARNING: The signed/verified units feature is DEPRECATED and cannot be used."
+)
 
 
 def version_line() -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import click
@@ -234,11 +236,43 @@ def test_block_attempts_must_not_be_negative() -> None:
 
 
 def test_rewrite_bool_values_stops_at_double_dash() -> None:
-    command = cli.commands["list-units"]
+    command = cli.get_command(click.Context(cli), "list-units")
+    assert command is not None
     args = ["--full=true", "--no-legend=false", "--", "--full=false"]
     assert rewrite_bool_values(args, command) == ["--full", "--", "--full=false"]
 
 
 def test_rewrite_bool_values_uses_negative_form() -> None:
-    command = cli.commands["list-units"]
+    command = cli.get_command(click.Context(cli), "list-units")
+    assert command is not None
     assert rewrite_bool_values(["--debug=off"], command) == ["--no-debug"]
+
+
+HEAVY_PACKAGES = ("grpc", "etcd3aio", "dbus_fast", "fleetd.registry.etcd")
+
+IMPORT_PROBE = """
+import sys
+from fleetctl.cli import main
+sys.argv = ["fleetctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted(
+    name for name in sys.modules
+    if any(name == p or name.startswith(p + ".") for p in {packages!r})
+)
+print("HEAVY", heavy, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["list-units", "--help"]])
+def test_startup_skips_heavy_imports(args: list[str]) -> None:
+    probe = IMPORT_PROBE.format(packages=HEAVY_PACKAGES)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "HEAVY []" in result.stderr

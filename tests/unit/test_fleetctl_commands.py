@@ -314,7 +314,9 @@ def test_submit_invalid_name(registry: FakeRegistry, workdir: Path) -> None:
     (workdir / "we b.service").write_text(WEB)
     result = run("submit", "we b.service")
     assert result.exit_code == 1
-    assert "invalid unit name 'we b.service'" in result.stderr
+    assert result.stderr.startswith(
+        "Error: invalid character ' ' in unit name 'we b.service'"
+    )
     assert result.stderr.count("\n") == 1
     assert registry.writes == []
 
