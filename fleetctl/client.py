@@ -82,8 +82,9 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
             "http://127.0.0.1:2379"
         )
 
-    # Imported here because etcd3aio pulls in grpc, which costs about a tenth
-    # of a second that --help and --version should not pay.
+    # Imported here because the etcd registry loads etcd3aio and grpc, about
+    # 0.1 s by `python -X importtime` on the development machine, which
+    # --help and --version should not pay.
     from fleetd.registry.etcd import TLSFiles, open_registry
 
     tls = TLSFiles(

@@ -242,7 +242,8 @@ async def apply_plan(registry: ClientRegistry, plan: Plan) -> None:
                 new.name, new.raw, DesiredState.INACTIVE
             )
             if not created:
-                # Another client created it since we read the registry; keep theirs.
+                # Another client created it after the registry was read, so
+                # that client's copy stays.
                 log.debug("unit %s appeared meanwhile; kept the registry's", new.name)
                 continue
         click.echo(f"Unit {new.name} inactive")

@@ -1,8 +1,8 @@
 """Waiting for units to reach a state, as load, start, stop, unload and destroy do.
 
-A wait re-reads the registry each time ``changes()`` reports a change, and
-gives up after ``--block-attempts`` x 2 seconds (the original's attempt
-length); 0 attempts waits without limit.
+A wait re-reads the registry each time ``changes()`` reports a change. It
+gives up after ``--block-attempts`` x 2 seconds, the original's attempt
+length, and 0 attempts waits without limit.
 """
 
 from __future__ import annotations
@@ -70,18 +70,20 @@ class Progress:
 
     ``done`` means success, and its ``message`` goes to stdout. ``failed``
     is a failure that waiting cannot fix. Otherwise ``waiting`` describes
-    what the unit still waits for.
+    what the unit still waits for, and ``reason`` is why the engine has not
+    placed it, if it reported one.
     """
 
     done: bool
     message: str = ""
     waiting: str = ""
     failed: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class StateTarget:
-    """Wait until a unit's current state is ``state`` (and systemd active if asked)."""
+    """A wait for a unit's current state, and for systemd active if requested."""
 
     name: str
     state: str
@@ -94,13 +96,14 @@ class StateTarget:
                 done=False, failed=f"unit {self.name} was destroyed during the wait"
             )
         if unit.current_state != self.state:
-            return Progress(
-                done=False,
-                waiting=(
-                    f"{self.name} to report state {self.state} "
-                    f"(current state {unit.current_state})"
-                ),
+            reason = "" if unit.machine_id else unit.reason
+            waiting = (
+                f"{self.name} to report state {self.state} "
+                f"(current state {unit.current_state})"
             )
+            if reason:
+                waiting += f", not placed: {reason}"
+            return Progress(done=False, waiting=waiting, reason=reason)
         legend = await snapshot.legend(unit.machine_id) if unit.machine_id else ""
         if self.systemd_active:
             active = [
@@ -134,7 +137,7 @@ class StateTarget:
 
 @dataclass(frozen=True)
 class GoneTarget:
-    """Wait until a destroyed unit is gone: no record, no published state."""
+    """A wait until a destroyed unit is gone: no record, no published state."""
 
     name: str
 
@@ -176,6 +179,7 @@ async def wait_for(
     deadline = None if attempts == 0 else started + attempts * ATTEMPT_SECONDS
     next_report = started + FIRST_REPORT_SECONDS
     pending = {target.name: target for target in targets}
+    reasons: dict[str, str] = {}
     errors: list[str] = []
 
     async with _change_feed(registry) as wait_for_change:
@@ -193,14 +197,17 @@ async def wait_for(
                     del pending[name]
                 else:
                     waiting.append(progress.waiting)
+                    reasons[name] = progress.reason
             if not pending:
                 return errors
 
             now = loop.time()
             if deadline is not None and now >= deadline:
-                errors.extend(
-                    pending[name].timeout_message() for name in sorted(pending)
-                )
+                for name in sorted(pending):
+                    message = pending[name].timeout_message()
+                    if reasons.get(name):
+                        message += f"; the engine could not place it: {reasons[name]}"
+                    errors.append(message)
                 return errors
             if now >= next_report:
                 _report(waiting, now - started)

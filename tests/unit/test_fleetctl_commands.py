@@ -43,6 +43,7 @@ class FakeRegistry:
         self.desired: dict[str, DesiredState] = {}
         self.placement: dict[str, str] = {}
         self.current: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
         self.states: dict[tuple[str, str], UnitState] = {}
         self.machine_records: dict[str, Machine] = {
             MACHINE_A: Machine(MACHINE_A, "10.0.0.1", {"role": "web", "az": "1"}),
@@ -70,6 +71,7 @@ class FakeRegistry:
             desired_state=self.desired[name],
             machine_id=self.placement.get(name, ""),
             current_state=self.current.get(name, "inactive"),
+            reason=self.reasons.get(name, ""),
         )
 
     async def units(self) -> list[Unit]:
@@ -392,6 +394,22 @@ def test_wait_reports_progress(
     assert (
         "for web.service to report state loaded (current state inactive)"
         in result.stderr
+    )
+
+
+def test_start_timeout_names_placement_reason(
+    registry: FakeRegistry, fast_attempts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleetctl.waiting, "FIRST_REPORT_SECONDS", 0.0)
+    registry.add("web.service", WEB)
+    registry.reasons["web.service"] = "no machine has metadata role=db"
+    registry.converge = False
+    result = run("start", "--block-attempts=1", "web.service")
+    assert result.exit_code == 1
+    assert "not placed: no machine has metadata role=db" in result.stderr
+    assert result.stderr.endswith(
+        "and become active; the engine could not place it: no machine has "
+        "metadata role=db\n"
     )
 
 
