@@ -63,6 +63,13 @@ _ORDERINGS: Mapping[str, Callable[[Any, Any], bool]] = {
 }
 
 
+_COMPARISONS: Mapping[str, Callable[[Any, Any], bool]] = {
+    "!=": operator.ne,
+    **_ORDERINGS,
+}
+
+
+@lru_cache(maxsize=4096)
 def _parse_number(text: str) -> int | float | None:
     """Return text as a number if it is a plain decimal one, else None."""
     if _INTEGER.fullmatch(text):
@@ -108,50 +115,48 @@ class MetadataCondition:
         return compare(actual, self.value)
 
 
-@dataclass(frozen=True)
-class _MetadataGroup:
-    """The conditions on one metadata key, arranged for a fast check."""
+# The "=" values of one key (any one will do, or None without "="), and the
+# other conditions on it as (comparison, number or None, value); all must hold.
+_MetadataGroup = tuple[
+    str,
+    frozenset[str] | None,
+    tuple[tuple[Callable[[Any, Any], bool], int | float | None, str], ...],
+]
+_NameMatcher = Callable[[str], bool]
 
-    key: str
-    allowed: frozenset[str] | None  # the "=" values, any of which will do
-    others: tuple[MetadataCondition, ...]  # every one must hold
 
+def _build_matcher(patterns: Iterable[str]) -> _NameMatcher | None:
+    """Compile glob patterns into one test of a name; None if none can match.
 
-@dataclass(frozen=True)
-class _PatternSet:
-    """Glob patterns compiled for matching many names."""
+    Plain names go in a set, the other patterns into one regular expression,
+    so a test costs a set lookup and at most one regex match.
+    """
+    exact: set[str] = set()
+    globs: list[_Glob] = []
+    for pattern in patterns:
+        compiled = _compile_glob(pattern)
+        if compiled is None:
+            continue
+        if compiled.literal is not None:
+            exact.add(compiled.literal)
+        else:
+            globs.append(compiled)
 
-    exact: frozenset[str]
-    regex: re.Pattern[str] | None
-    globs: tuple[_Glob, ...]
+    exact_names = frozenset(exact)
+    if not globs:
+        return exact_names.__contains__ if exact_names else None
+    combined = "|".join(f"(?:{glob.regex})" for glob in globs)
+    fullmatch = re.compile(combined, re.DOTALL).fullmatch
+    glob_tuple = tuple(globs)
 
-    @classmethod
-    def build(cls, patterns: Iterable[str]) -> _PatternSet:
-        exact: set[str] = set()
-        globs: list[_Glob] = []
-        for pattern in patterns:
-            compiled = _compile_glob(pattern)
-            if compiled is None:
-                continue
-            if compiled.literal is not None:
-                exact.add(compiled.literal)
-            else:
-                globs.append(compiled)
-        regex = None
-        if globs:
-            regex = re.compile(
-                "|".join(f"(?:{glob.regex})" for glob in globs), re.DOTALL
-            )
-        return cls(frozenset(exact), regex, tuple(globs))
-
-    def matches(self, name: str) -> bool:
-        if name in self.exact:
+    def matches(name: str) -> bool:
+        if name in exact_names:
             return True
-        if self.regex is None:
-            return False
         if "/" in name:
-            return any(glob.matches(name) for glob in self.globs)
-        return self.regex.fullmatch(name) is not None
+            return any(glob.matches(name) for glob in glob_tuple)
+        return fullmatch(name) is not None
+
+    return matches
 
 
 @dataclass(frozen=True)
@@ -169,17 +174,18 @@ class Requirements:
     is_global: bool = False
     replaces: tuple[str, ...] = ()  # globs of units this unit displaces
     unknown_keys: tuple[str, ...] = ()
-    _conflict_patterns: _PatternSet = field(init=False, repr=False, compare=False)
-    _replace_patterns: _PatternSet = field(init=False, repr=False, compare=False)
+    _conflict_matcher: _NameMatcher | None = field(
+        init=False, repr=False, compare=False
+    )
+    _replace_matcher: _NameMatcher | None = field(init=False, repr=False, compare=False)
     _metadata_groups: tuple[_MetadataGroup, ...] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "_conflict_patterns", _PatternSet.build(self.conflicts)
-        )
-        object.__setattr__(self, "_replace_patterns", _PatternSet.build(self.replaces))
+        matcher = _build_matcher(self.conflicts)
+        object.__setattr__(self, "_conflict_matcher", matcher)
+        object.__setattr__(self, "_replace_matcher", _build_matcher(self.replaces))
         object.__setattr__(self, "_metadata_groups", _group_metadata(self.metadata))
 
 
@@ -195,10 +201,14 @@ def _group_metadata(
         else:
             others[condition.key].append(condition)
     return tuple(
-        _MetadataGroup(
+        (
             key,
             frozenset(allowed[key]) if key in allowed else None,
-            tuple(key_others),
+            tuple(
+                # "!=" compares strings exactly, like "=".
+                (_COMPARISONS[c.op], None if c.op == "!=" else c._number, c.value)
+                for c in key_others
+            ),
         )
         for key, key_others in others.items()
     )
@@ -362,7 +372,11 @@ def conflicts(a: str, ra: Requirements, b: str, rb: Requirements) -> bool:
     """
     if a == b:
         return False
-    return ra._conflict_patterns.matches(b) or rb._conflict_patterns.matches(a)
+    matcher = ra._conflict_matcher
+    if matcher is not None and matcher(b):
+        return True
+    matcher = rb._conflict_matcher
+    return matcher is not None and matcher(a)
 
 
 def replaces(a: str, ra: Requirements, b: str) -> bool:
@@ -370,7 +384,8 @@ def replaces(a: str, ra: Requirements, b: str) -> bool:
 
     A unit never replaces itself.
     """
-    return a != b and ra._replace_patterns.matches(b)
+    matcher = ra._replace_matcher
+    return matcher is not None and a != b and matcher(b)
 
 
 def machine_id_matches(req: Requirements, machine_id: str) -> bool:
@@ -391,14 +406,20 @@ def metadata_matches(req: Requirements, metadata: Mapping[str, str]) -> bool:
     ``<=``, ``>`` and ``>=`` condition must hold as well. A key the machine
     does not have fails every condition on it, ``!=`` included.
     """
-    for group in req._metadata_groups:
-        actual = metadata.get(group.key)
+    for key, allowed, checks in req._metadata_groups:
+        actual = metadata.get(key)
         if actual is None:
             return False
-        if group.allowed is not None and actual not in group.allowed:
+        if allowed is not None and actual not in allowed:
             return False
-        for condition in group.others:
-            if not condition.holds_for(actual):
+        for compare, number, value in checks:
+            if number is not None:
+                actual_number = _parse_number(actual)
+                if actual_number is not None:
+                    if not compare(actual_number, number):
+                        return False
+                    continue
+            if not compare(actual, value):
                 return False
     return True
 
@@ -602,13 +623,14 @@ class _Glob:
     tokens: tuple[_Token, ...]
     regex: str
     literal: str | None  # the pattern as plain text when it has no wildcards
+    compiled: re.Pattern[str]
 
     def matches(self, name: str) -> bool:
         if self.literal is not None:
             return name == self.literal
         if "/" in name:
             return _match_stepwise(self.tokens, name)
-        return re.fullmatch(self.regex, name, re.DOTALL) is not None
+        return self.compiled.fullmatch(name) is not None
 
 
 def _class_escape(char: str) -> str:
@@ -633,7 +655,7 @@ def _compile_glob(pattern: str) -> _Glob | None:
         else:
             parts.append("[^/]*" if token == _STAR else "[^/]")
     regex = "".join(parts)
-    return _Glob(tuple(tokens), regex, literal)
+    return _Glob(tuple(tokens), regex, literal, re.compile(regex, re.DOTALL))
 
 
 def _tokenize_glob(pattern: str) -> list[_Token] | None:
