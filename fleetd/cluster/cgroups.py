@@ -107,7 +107,15 @@ def create(dirs: list[Path]) -> None:
                 f"cgroup {path} still contains processes: "
                 "a host of that name is running; stop it or pick another name"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        # Another host's removal may delete the shared parent between the
+        # two steps of mkdir(parents=True), so a vanished parent is retried.
+        for attempt in range(3):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
 
 def remove(dirs: list[Path], timeout: float = 10.0) -> None:
