@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,20 +87,23 @@ async def stored_keys(registry: EtcdRegistry) -> list[str]:
 
 
 async def publish(
-    registry: EtcdRegistry, name: str, fleet_state: str, active: str = "active"
+    registry: EtcdRegistry,
+    name: str,
+    fleet_state: str,
+    machine_id: str = MACHINE,
 ) -> None:
-    """Write what the engine and the agent of MACHINE write for a placed unit."""
+    """Write what the engine and the agent of a machine write for a placed unit."""
     unit = await registry.unit(name)
     assert unit is not None
     await registry.put(
-        keys.machine_key(MACHINE),
-        keys.encode_machine(Machine(MACHINE, "127.0.0.5", {"role": "web"})),
+        keys.machine_key(machine_id),
+        keys.encode_machine(Machine(machine_id, "127.0.0.5", {"role": "web"})),
     )
-    await registry.put(keys.placement_key(name), MACHINE)
+    await registry.put(keys.placement_key(name), machine_id)
     state = UnitState(
-        name, MACHINE, unit.hash, "loaded", active, "running", fleet_state
+        name, machine_id, unit.hash, "loaded", "active", "running", fleet_state
     )
-    await registry.put(keys.state_key(name, MACHINE), keys.encode_state(state))
+    await registry.put(keys.state_key(name, machine_id), keys.encode_state(state))
 
 
 def free_port() -> int:
@@ -356,3 +360,25 @@ async def test_destroy_unknown_unit_writes_nothing(
         "registry; list the units with `fleetctl list-unit-files`\n"
     )
     assert [unit.name for unit in await registry.units()] == ["db.service"]
+
+
+# -- journal --------------------------------------------------------------------
+
+
+async def test_journal_of_local_unit_runs_journalctl(
+    fleetctl: Fleetctl, registry: EtcdRegistry
+) -> None:
+    journalctl = shutil.which("journalctl")
+    if journalctl is None:
+        pytest.skip("journalctl is not installed")
+    local_id = Path("/etc/machine-id").read_text().strip()
+    assert await registry.create_unit("web.service", WEB, DesiredState.LAUNCHED)
+    await publish(registry, "web.service", "launched", machine_id=local_id)
+    argv = [journalctl, "--unit", "web.service", "--no-pager", "-n", "2"]
+    argv += ["--output", "cat"]
+    expected = subprocess.run(argv, capture_output=True, text=True)
+
+    result = fleetctl.run("journal", "--lines=2", "--output=cat", "web")
+
+    assert result.returncode == expected.returncode
+    assert result.stdout == expected.stdout
