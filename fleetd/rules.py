@@ -1,7 +1,7 @@
 """The [X-Fleet] section of a unit file, and which machines and units fit it.
 
 ``requirements_of`` reads a unit's [X-Fleet] options once into a
-``Requirements``; the matching functions below take that record and are
+``Requirements``. The matching functions below take that record, and they are
 cheap enough for the scheduler to call for every unit and machine pair.
 Glob patterns are compiled once per distinct pattern.
 """
@@ -27,8 +27,8 @@ from fleetd.unit import (
 
 SECTION = "X-Fleet"
 
-# Option names as the user writes them; the deprecated X- names (fleet v0.8.0
-# deprecated them) mean the same as the name they map to.
+# Option names as the user writes them. The X- names, deprecated since fleet
+# v0.8.0, mean the same as the name they map to.
 MACHINE_ID = "MachineID"
 MACHINE_OF = "MachineOf"
 CONFLICTS = "Conflicts"
@@ -102,7 +102,7 @@ class MetadataCondition:
         return f"{self.key}{self.op}{self.value}"
 
     def holds_for(self, actual: str) -> bool:
-        """Whether a machine whose metadata ``key`` is ``actual`` meets this."""
+        """Return whether a machine whose metadata ``key`` is ``actual`` meets this."""
         if self.op == "=":
             return actual == self.value
         if self.op == "!=":
@@ -115,8 +115,9 @@ class MetadataCondition:
         return compare(actual, self.value)
 
 
-# The "=" values of one key (any one will do, or None without "="), and the
-# other conditions on it as (comparison, number or None, value); all must hold.
+# The conditions on one metadata key. First the "=" values, any one of which
+# will do (None without "="). Then the other conditions as (comparison, number
+# or None, value), which must all hold.
 _MetadataGroup = tuple[
     str,
     frozenset[str] | None,
@@ -161,13 +162,13 @@ def _build_matcher(patterns: Iterable[str]) -> _NameMatcher | None:
 
 @dataclass(frozen=True)
 class Requirements:
-    """What a unit's [X-Fleet] section asks of the machine it is placed on.
+    """The requirements of a unit's [X-Fleet] section on its machine.
 
     Every field is final: deprecated names are merged in, ``%n``, ``%N``,
     ``%p`` and ``%i`` are substituted and empty values are dropped.
     """
 
-    machine_id: str = ""  # "" for any machine; else a full or 8-character ID
+    machine_id: str = ""  # a full or 8-character machine ID, "" for any machine
     peers: tuple[str, ...] = ()  # units that must already be on the machine
     conflicts: tuple[str, ...] = ()  # globs of units that must not be there
     metadata: tuple[MetadataCondition, ...] = ()
@@ -352,7 +353,7 @@ def parse_metadata_condition(item: str) -> MetadataCondition | None:
 
 
 def glob_match(pattern: str, name: str) -> bool:
-    """Whether ``name`` matches the glob ``pattern`` under Go's path.Match rules.
+    """Return whether ``name`` matches the glob ``pattern`` as Go's path.Match does.
 
     ``*`` matches any run of characters other than "/", ``?`` one character
     other than "/", ``[...]`` one character from a set of characters and
@@ -365,7 +366,7 @@ def glob_match(pattern: str, name: str) -> bool:
 
 
 def conflicts(a: str, ra: Requirements, b: str, rb: Requirements) -> bool:
-    """Whether units ``a`` and ``b`` may not share a machine.
+    """Return whether units ``a`` and ``b`` may not share a machine.
 
     They conflict when a Conflicts pattern of either one matches the other's
     name. A unit never conflicts with itself.
@@ -380,7 +381,7 @@ def conflicts(a: str, ra: Requirements, b: str, rb: Requirements) -> bool:
 
 
 def replaces(a: str, ra: Requirements, b: str) -> bool:
-    """Whether a Replaces pattern of unit ``a`` matches unit ``b``.
+    """Return whether a Replaces pattern of unit ``a`` matches unit ``b``.
 
     A unit never replaces itself.
     """
@@ -389,7 +390,7 @@ def replaces(a: str, ra: Requirements, b: str) -> bool:
 
 
 def machine_id_matches(req: Requirements, machine_id: str) -> bool:
-    """Whether the machine fits the unit's MachineID.
+    """Return whether the machine fits the unit's MachineID.
 
     It fits when no MachineID is given, or when the MachineID is the
     machine's full ID or its first 8 characters.
@@ -399,7 +400,7 @@ def machine_id_matches(req: Requirements, machine_id: str) -> bool:
 
 
 def metadata_matches(req: Requirements, metadata: Mapping[str, str]) -> bool:
-    """Whether a machine with ``metadata`` meets every MachineMetadata condition.
+    """Return whether a machine with ``metadata`` meets every MachineMetadata condition.
 
     Keys combine with AND. On one key, the ``=`` values are alternatives
     (any one of them will do, as in the original), and every ``!=``, ``<``,
@@ -428,8 +429,8 @@ def validate_options(name: str, unit_file: UnitFile) -> list[str]:
     """Check the [X-Fleet] options of unit ``name`` before it is submitted.
 
     Raise UnitFileError for a line systemd would truncate and for option
-    combinations the original rejected, with a message that says how to fix
-    it. Return warnings for what is accepted but likely wrong: unknown or
+    combinations the original rejected, with a message that names the fix.
+    Return warnings for what is accepted but likely wrong: unknown or
     deprecated option names, items that are ignored, MachineOf names that no
     unit can have. The unit name itself is checked by validate_unit_name.
     """

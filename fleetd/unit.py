@@ -1,11 +1,12 @@
 """Unit files and unit names: parse, serialize and hash them as fleet did.
 
-The parser accepts and rejects the same files as the unit file lexer of
-go-systemd that fleet v1.0 used, and keeps its quirks where they change the
-hash: a continued value keeps its backslashes and newlines, and comment-like
-lines inside a continued value are part of the value. The hash is the SHA1 of
-the normalized text that ``UnitFile.serialize`` returns, so a unit submitted
-here has the same hash as under the original fleet.
+The parser follows the unit file lexer of go-systemd that fleet v1.0 used, and
+keeps its quirks where they change the hash. A continued value keeps its
+backslashes and newlines, and comment-like lines inside a continued value are
+part of the value. ``_parse_options`` lists the few inputs handled
+differently. The hash is the SHA1 of the normalized text that
+``UnitFile.serialize`` returns, so a unit submitted here has the same hash as
+under the original fleet.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from functools import cached_property
 
 from fleetd.errors import UnitFileError, UnitNameError
 
-# systemd's LINE_MAX in the versions fleet targeted: a line and its line end
-# must fit in 2048 bytes, or systemd truncates it.
+# A line and its line end must fit in 2048 bytes, the LINE_MAX of the systemd
+# versions fleet was written for. systemd 252 allows 1 MB, but fleet rejected
+# longer lines, and so do we.
 LINE_MAX = 2048
 
-# What Go's unicode.IsSpace accepts (the Unicode White_Space property). Python's
-# str.strip() also strips U+001C..U+001F, which the original kept in values.
+# The characters Go's unicode.IsSpace accepts (the Unicode White_Space property).
+# Python's str.strip() also strips U+001C..U+001F, which the original kept.
 GO_WHITESPACE = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -29,7 +31,7 @@ GO_WHITESPACE = (
 _COMMENT_STARTS = "#;"
 _BOM = "\ufeff"
 
-# Every unit type systemd knows, as accepted in unit names.
+# The unit types accepted in unit names.
 UNIT_TYPES = frozenset(
     {
         "automount",
@@ -140,7 +142,7 @@ class UnitFile:
 
     @property
     def has_install_section(self) -> bool:
-        """Whether an ``[Install]`` section holds at least one option.
+        """Whether an ``[Install]`` section contains at least one option.
 
         An ``[Install]`` header with no options under it does not count,
         because the original kept only options and so never saw it.
@@ -173,12 +175,12 @@ class UnitFile:
 def _parse_options(text: str) -> list[UnitOption]:
     """Split unit file text into options, the way fleet's lexer did.
 
-    Differences from the original, all on input it mishandled: a leading
-    byte-order mark is dropped, CRLF line ends count as LF (the original kept
-    the CR, which broke continuations), every line is held to the length
-    limit (the original skipped the check depending on its read buffer), and
-    a section header must close on its own line (the original read on to the
-    next "]", even across lines).
+    It differs from the original only on input that the original mishandled.
+    A leading byte-order mark is dropped. CRLF line ends count as LF, because
+    the original kept the CR, which broke continuations. Every line is held to
+    the length limit, which the original skipped depending on its read buffer.
+    A section header must close on its own line, where the original read on
+    to the next "]", even across lines.
     """
     if text.startswith(_BOM):
         text = text[1:]
@@ -316,6 +318,9 @@ def _parse_option(
             break
         segment = lines[index]
 
+    # NOTE: a backslash on the last line of a file without a final newline
+    # stays at the end of the value. serialize() then writes a newline after
+    # it, so parsing that output continues the value, as it did in fleet.
     value = "".join(parts)
     if value.endswith("\n"):
         value = value.strip(GO_WHITESPACE) + "\n"
@@ -378,10 +383,10 @@ class UnitNameInfo:
 def validate_unit_name(name: str) -> None:
     """Raise UnitNameError unless ``name`` is a unit name fleet accepts.
 
-    The rules and the first part of each message are the original's: at most
-    256 bytes, a dot followed by a known unit type, only ``[0-9A-Za-z:-_.\\@]``
-    before that dot, no leading "@", and templates only of the types that
-    systemd can instantiate.
+    The rules and the first part of each message are the original's. A name
+    has at most 256 bytes and a dot followed by a known unit type. Before that
+    dot it has only ``[0-9A-Za-z:-_.\\@]``, and it does not start with "@".
+    Templates and instances must be of a type that systemd can instantiate.
     """
     if not name:
         raise UnitNameError(
