@@ -288,6 +288,8 @@ class FleetCommand(click.Command):
         local_rows: list[tuple[str, str]] = []
         global_rows: list[tuple[str, str]] = []
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):
+                continue  # The usage line shows the arguments.
             record = param.get_help_record(ctx)
             if record is None:
                 continue

@@ -21,6 +21,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 units_argument = click.argument("units", nargs=-1, metavar="UNIT...")
 
+EXIT_STATUS_EPILOG = (
+    "Exit status: 0 on success; 1 when a unit file or name is invalid, a unit "
+    "is not found, etcd fails or a wait times out; 2 when no unit is given."
+)
+
 
 def blocking_options(function: F) -> F:
     """Add --block-attempts and --no-block to a command that waits for states."""

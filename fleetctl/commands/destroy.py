@@ -6,6 +6,7 @@ import click
 
 from fleetctl.client import ClientRegistry, run_with_registry
 from fleetctl.commands.common import (
+    EXIT_STATUS_EPILOG,
     attempts_from,
     blocking_options,
     fail_with,
@@ -16,7 +17,7 @@ from fleetctl.selection import require_units, select_units
 from fleetctl.waiting import GoneTarget, Target, wait_for
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @blocking_options
 @units_argument
 def destroy(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:

@@ -8,6 +8,7 @@ import click
 
 from fleetctl.client import ClientRegistry, run_with_registry
 from fleetctl.commands.common import (
+    EXIT_STATUS_EPILOG,
     attempts_from,
     blocking_options,
     fail_with,
@@ -22,7 +23,7 @@ from fleetd.model import DesiredState, Unit
 log = logging.getLogger(__name__)
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @blocking_options
 @units_argument
 def stop(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:
@@ -56,7 +57,7 @@ def stop(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:
     fail_with(run_with_registry(get_settings(), action))
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @blocking_options
 @units_argument
 def unload(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:

@@ -8,6 +8,7 @@ import click
 
 from fleetctl.client import ClientRegistry, run_with_registry
 from fleetctl.commands.common import (
+    EXIT_STATUS_EPILOG,
     attempts_from,
     blocking_options,
     fail_with,
@@ -34,7 +35,7 @@ replace_option = click.option(
 )
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @sign_option
 @replace_option
 @units_argument
@@ -55,7 +56,7 @@ def submit(units: tuple[str, ...], replace: bool) -> None:
     fail_with(run_with_registry(get_settings(), action))
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @sign_option
 @replace_option
 @blocking_options
@@ -70,7 +71,7 @@ def load(
     _activate(units, replace, no_block, block_attempts, DesiredState.LOADED)
 
 
-@click.command(cls=FleetCommand)
+@click.command(cls=FleetCommand, epilog=EXIT_STATUS_EPILOG)
 @sign_option
 @replace_option
 @blocking_options
