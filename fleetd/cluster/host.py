@@ -84,7 +84,8 @@ class Host:
         are logged. Raises ClusterError when the boot fails or takes longer
         than `timeout` seconds; the host is then killed and cleaned up.
         `netns` names a network namespace under /run/netns to boot the host in;
-        None keeps the machine's network.
+        None keeps the machine's network. NOTE: no test boots a host with a
+        `netns` yet.
         """
         _check_name(name)
         if machine_id is None:
