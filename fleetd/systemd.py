@@ -370,28 +370,38 @@ class SystemdManager:
         # Serials restart on a new connection, so observations made on the
         # old one must compare as older than anything from this one.
         self._tracker.new_generation()
+        self._systemd_owner = None
 
         # A direct connection to systemd has no bus daemon, so calls to
         # org.freedesktop.DBus come back from systemd as UnknownObject.
-        reply = await self._request(
-            "GetNameOwner", "s", [SYSTEMD_BUS_NAME], interface=DBUS_NAME
-        )
+        reply = await self._get_systemd_owner()
         self._direct = reply.error_name in (
             "org.freedesktop.DBus.Error.UnknownObject",
             "org.freedesktop.DBus.Error.UnknownMethod",
         )
-        self._systemd_owner = None
+        bus.add_message_handler(self._on_message)
+        if self._direct:
+            await self._subscribe()
+            return
+
+        for rule in _match_rules():
+            reply = await self._request("AddMatch", "s", [rule], interface=DBUS_NAME)
+            _check_reply(reply, "AddMatch", "")
+
+        # Ask for systemd's owner again now that NameOwnerChanged is matched:
+        # the bus daemon may have been started by this very connection, and
+        # systemd joins it a moment later.
+        reply = await self._get_systemd_owner()
         if reply.message_type is MessageType.METHOD_RETURN:
             self._systemd_owner = reply.body[0]
+            await self._subscribe()
+        else:
+            log.info("systemd is not on the system bus yet; waiting for it")
 
-        bus.add_message_handler(self._on_message)
-        if not self._direct:
-            for rule in _match_rules():
-                reply = await self._request(
-                    "AddMatch", "s", [rule], interface=DBUS_NAME
-                )
-                _check_reply(reply, "AddMatch", "")
-        await self._subscribe()
+    async def _get_systemd_owner(self) -> Message:
+        return await self._request(
+            "GetNameOwner", "s", [SYSTEMD_BUS_NAME], interface=DBUS_NAME
+        )
 
     async def _subscribe(self) -> None:
         await self._call("Subscribe", allowed_errors=frozenset({_ALREADY_SUBSCRIBED}))

@@ -283,7 +283,10 @@ async def drive(name: str, bus_address: str | None, args: list[str]) -> dict[str
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("FLEET_TEST_DEBUG") else logging.INFO,
+        stream=sys.stderr,
+    )
     name, bus_address, *args = argv
     result = asyncio.run(drive(name, bus_address, args))
     print(json.dumps(result))
