@@ -583,10 +583,6 @@ class SystemdManager:
         self._pending_membership &= self._tracker.tracked
         self._request_refresh(added)
 
-    def watched_state(self, name: str) -> UnitSystemdState | None:
-        """Return the last state the watch stored for ``name``, or None."""
-        return self._tracker.state(name)
-
     def _request_refresh(
         self, names: Iterable[str], *, membership: bool = False
     ) -> None:
@@ -624,13 +620,15 @@ class SystemdManager:
                 log.warning("reading unit states failed: %s", err)
                 self._pending |= names
                 self._pending_membership |= membership
-                await asyncio.sleep(RECONNECT_DELAY_MAX)
-                self._refresh_requested.set()
+                if self.connected:  # else the supervisor requests a read later
+                    await asyncio.sleep(RECONNECT_DELAY_MAX)
+                    self._refresh_requested.set()
                 continue
 
             for name, state in states.items():
+                from_membership = name in membership and name not in names
                 self._tracker.observe(
-                    name, state, (generation, serial), membership=name in membership
+                    name, state, (generation, serial), membership=from_membership
                 )
 
     def _on_message(self, message: Message) -> bool:
