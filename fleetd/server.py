@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import ipaddress
 import logging
@@ -122,19 +121,25 @@ async def serve(config: Config) -> None:
         tasks = [asyncio.create_task(role) for role in roles]
         stopped = asyncio.create_task(stop.wait())
         log.info("fleetd %s running as machine %s", __version__, machine.id)
-        done, _ = await asyncio.wait(
-            [stopped, *tasks], return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             task.cancel()
-        for task in done:
-            if task is not stopped and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        stopped.cancel()
+        failures = [
+            result
+            for result in results
+            if isinstance(result, BaseException)
+            and not isinstance(result, asyncio.CancelledError)
+        ]
 
-        log.info("fleetd stopping: unloading local units and leaving the cluster")
         await peer.close()
+        if failures:
+            # A crashed role leaves the units running: the restarted fleetd
+            # adopts them instead of moving them around the cluster.
+            await systemd.close()
+            raise failures[0]
+        log.info("fleetd stopping: unloading local units and leaving the cluster")
         try:
             await agent.purge()
             await presence.withdraw()

@@ -176,9 +176,16 @@ class Engine:
         """Write ``ops`` (key, value or None to delete) in fenced transactions."""
         registry = self.registry
         fence = registry.cmp_created_at(keys.LEADER, self.leader_revision)
+        # etcd rejects a transaction that names one key twice, as an unplace
+        # and a place of a moved unit do: the last write of a key wins.
+        latest: dict[str, str | None] = {}
+        for key, value in ops:
+            latest.pop(key, None)
+            latest[key] = value
+        merged = list(latest.items())
         batch = MAX_TXN_OPS - 1
-        for start in range(0, len(ops), batch):
-            chunk = ops[start : start + batch]
+        for start in range(0, len(merged), batch):
+            chunk = merged[start : start + batch]
             requests: list[Any] = [
                 registry.op_delete(key)
                 if value is None

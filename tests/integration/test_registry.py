@@ -171,3 +171,16 @@ async def test_commit_splits_large_batches(registry: EtcdRegistry) -> None:
     _, pairs = await registry.read_all()
     assert sum(1 for key, _ in pairs if key.endswith("/placement")) == 300
     await presence.withdraw()
+
+
+async def test_commit_keeps_last_write_of_a_key(registry: EtcdRegistry) -> None:
+    presence = MachinePresence(registry, Machine(MACHINE_A), ttl=30)
+    assert await presence.register_once()
+    engine = Engine(registry, RegistryMirror(registry), presence, interval=1.0)
+    assert await engine.campaign()
+    key = keys.placement_key("web.service")
+    await engine.commit([(key, None), (key, MACHINE_B)])
+    found = await registry.get(key)
+    assert found is not None
+    assert found[0].decode() == MACHINE_B
+    await presence.withdraw()
