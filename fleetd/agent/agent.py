@@ -110,9 +110,11 @@ class Agent:
                 )
         if global_specs:
             for name in global_units_for(machine, global_specs):
-                unit = view.unit(name)
-                if unit is not None:
-                    targets[name] = TargetUnit(unit.hash, unit.raw, unit.desired_state)
+                global_unit = view.unit(name)
+                if global_unit is not None:
+                    targets[name] = TargetUnit(
+                        global_unit.hash, global_unit.raw, global_unit.desired_state
+                    )
         return targets
 
     async def reconcile(self) -> None:

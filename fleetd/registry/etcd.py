@@ -363,14 +363,15 @@ async def open_registry(
     """
     targets, use_tls = parse_endpoints(endpoints)
     tls = tls or TLSFiles()
-    conn_args: dict[str, bytes | None] = {}
     if use_tls or tls.ca_file:
-        conn_args = {
-            "ca_cert": _read_pem(tls.ca_file, "CA file") or b"",
-            "cert_chain": _read_pem(tls.cert_file, "certificate file"),
-            "cert_key": _read_pem(tls.key_file, "key file"),
-        }
-    client = Etcd3Client(targets, **conn_args)
+        client = Etcd3Client(
+            targets,
+            ca_cert=_read_pem(tls.ca_file, "CA file") or b"",
+            cert_chain=_read_pem(tls.cert_file, "certificate file"),
+            cert_key=_read_pem(tls.key_file, "key file"),
+        )
+    else:
+        client = Etcd3Client(targets)
     await client.connect()
     registry = EtcdRegistry(client, prefix, timeout, endpoints)
     try:
