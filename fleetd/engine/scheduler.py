@@ -297,9 +297,11 @@ class _Planner:
             ):
                 return (_REPLACED, replacer.name)
         if info.replaces:
-            for victim in self.replaced_on(info, node):
-                if self._cannot_move(info, victim, node):
-                    return (_STUCK, victim.name)
+            victims = self.replaced_on(info, node)
+            if victims:
+                stuck = self._stuck_victim(info, victims, node)
+                if stuck is not None:
+                    return (_STUCK, stuck)
         return None
 
     def _conflicting(self, info: _Info, machine_id: str) -> str | None:
@@ -333,13 +335,63 @@ class _Planner:
         ]
         return sorted(found, key=lambda other: other.name)
 
-    def _cannot_move(self, info: _Info, victim: _Info, node: _Node) -> bool:
-        # A victim moves once per plan, so a ring of Replaces ends. It cannot
-        # move when it, or a follower moving with it, is a peer of ``info``.
-        if victim.name in self.moved:
-            return True
-        followers = self._with_followers(victim, node)
-        return any(unit.name in info.req.peers for unit in followers)
+    def _stuck_victim(
+        self, info: _Info, victims: list[_Info], node: _Node
+    ) -> str | None:
+        """Return a unit that ``info`` replaces on ``node`` but cannot move away.
+
+        A unit moves away at most once per plan, so a ring of Replaces ends.
+        It cannot move when it, or a follower moving with it, is a peer of
+        ``info``, or when the agent of ``node`` would then skip a unit that
+        is not global: a global unit skipped because of a moved unit may run
+        again and conflict with ``info`` or with a unit that stays.
+        """
+        group: set[str] = set()
+        for victim in victims:
+            if victim.name in self.moved:
+                return victim.name
+            for member in self._with_followers(victim, node):
+                if member.name in info.req.peers:
+                    return victim.name
+                group.add(member.name)
+        _, skipped = self._agent_view(node, group, info)
+        if any(not unit.is_global for unit in skipped):
+            return victims[0].name
+        return None
+
+    def _agent_view(
+        self, node: _Node, without: set[str], extra: _Info | None
+    ) -> tuple[list[_Info], list[_Info]]:
+        """Return the units the agent of ``node`` would take and skip.
+
+        The units are those placed on ``node`` except ``without``, plus
+        ``extra`` and the active global units whose metadata matches. The
+        agent takes them in name order and skips each that conflicts with a
+        unit taken before it.
+        """
+        members = [
+            unit
+            for unit in node.units.values()
+            if not unit.is_global and unit.name not in without
+        ]
+        if extra is not None:
+            members.append(extra)
+        members += [
+            unit
+            for unit in self.globals
+            if unit.matching is None or node.id in unit.matching
+        ]
+        taken: list[_Info] = []
+        skipped: list[_Info] = []
+        for unit in sorted(members, key=_name):
+            if any(
+                rules.conflicts(unit.name, unit.req, other.name, other.req)
+                for other in taken
+            ):
+                skipped.append(unit)
+            else:
+                taken.append(unit)
+        return taken, skipped
 
     def _with_followers(self, info: _Info, node: _Node) -> list[_Info]:
         """Return ``info`` and the units on ``node`` that follow it, transitively."""
@@ -546,11 +598,12 @@ class _Planner:
             node.pools.append(main)
             main.insert(len(node.units), node.id)
         self.pools[()] = main
-        for info in self._peer_order(queued):
+        for info in self._peer_order(queued, queue):
             self._decide(info)
 
-    def _peer_order(self, queued: list[_Info]) -> list[_Info]:
-        """Order ``queued`` by name, moving each unit after its queued peers."""
+    def _peer_order(self, queued: list[_Info], members: set[str]) -> list[_Info]:
+        """Order ``queued`` (in name order) so that each unit comes after its
+        peers among ``members``."""
         order: list[_Info] = []
         done: set[str] = set()
         for first in queued:
@@ -566,7 +619,7 @@ class _Planner:
             while stack:
                 current, peers = stack[-1]
                 for peer in peers:
-                    if peer in self.queue and peer not in done:
+                    if peer in members and peer not in done:
                         done.add(peer)
                         dependency = self.infos[peer]
                         stack.append((dependency, iter(dependency.req.peers)))
@@ -584,19 +637,37 @@ class _Planner:
         self.unplaceable.pop(info.name, None)
         self._place(info, node)
         if info.replaces:
-            for victim in self.replaced_on(info, node):
-                self.moved.add(victim.name)
-                self._move_off(victim, node, (_REPLACED, info.name))
+            victims = self.replaced_on(info, node)
+            if victims:
+                self._move_away(victims, node, info.name)
 
-    def _move_off(self, info: _Info, node: _Node, failure: _Failure) -> None:
-        self._detach(info, node)
-        self._unplace(
-            info, node.id, f"no longer fits machine {node.id}: {_phrase(failure, info)}"
-        )
-        self._decide(info)
-        for follower in self.followers.get(info.name, ()):
-            if self.location.get(follower.name) is node:
-                self._move_off(follower, node, (_PEER, info.name))
+    def _move_away(self, victims: list[_Info], node: _Node, replacer: str) -> None:
+        """Move ``victims`` off ``node``, with the units there that follow them."""
+        group: dict[str, _Info] = {}
+        for victim in victims:
+            self.moved.add(victim.name)
+            for member in self._with_followers(victim, node):
+                group.setdefault(member.name, member)
+        for name, member in sorted(group.items()):
+            self._detach(member, node)
+            if member.name in self.moved:
+                failure: _Failure = (_REPLACED, replacer)
+            else:
+                peer = next(peer for peer in member.req.peers if peer in group)
+                failure = (_PEER, peer)
+            phrase = _phrase(failure, member)
+            self._unplace(
+                member, node.id, f"no longer fits machine {node.id}: {phrase}"
+            )
+            self.queue.add(name)
+        # Global units skipped because of a moved unit run again.
+        taken, _ = self._agent_view(node, set(), None)
+        for unit in taken:
+            if unit.name not in node.units:
+                self._attach(unit, node)
+                self.global_skips.pop((node.id, unit.name), None)
+        for member in self._peer_order(sorted(group.values(), key=_name), set(group)):
+            self._decide(member)
 
     def _choose(self, info: _Info) -> _Node | None:
         req = info.req
@@ -674,6 +745,10 @@ class _Planner:
     def result(self) -> Plan:
         tasks = (*self.unplace_tasks.values(), *self.place_tasks.values())
         return Plan(tasks=tasks, unplaceable=dict(sorted(self.unplaceable.items())))
+
+
+def _name(info: _Info) -> str:
+    return info.name
 
 
 def _discard(hits: dict[str, list[str]], machine_id: str, name: str) -> None:
