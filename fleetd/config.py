@@ -55,6 +55,8 @@ class Config:
     disable_engine: bool = False
     disable_watches: bool = False
     peer_port: int = 54729
+    # Data directory of the etcd a lone fleetd starts when none is configured.
+    local_etcd_dir: str = "/var/lib/fleet/etcd"
     # True when etcd_servers came from the file or the environment, so a lone
     # fleetd knows whether it may start an etcd of its own.
     etcd_servers_set: bool = False

@@ -18,9 +18,6 @@ from fleetd.errors import FleetError
 
 log = logging.getLogger("fleetd")
 
-# Where a lone fleetd keeps the etcd it starts for itself.
-LOCAL_ETCD_DIR = Path("/var/lib/fleet/etcd")
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -62,8 +59,9 @@ def _local_etcd(config: Config) -> Iterator[Config]:
     if EtcdServer.binary() is None:
         yield config
         return
-    server = EtcdServer(LOCAL_ETCD_DIR, client_port=2379, peer_port=2380)
-    log.info("no etcd configured or reachable: starting one in %s", LOCAL_ETCD_DIR)
+    data_dir = Path(config.local_etcd_dir)
+    server = EtcdServer(data_dir, client_port=2379, peer_port=2380)
+    log.info("no etcd configured or reachable: starting one in %s", data_dir)
     server.start()
     try:
         yield dataclasses.replace(config, etcd_servers=(server.client_url,))
