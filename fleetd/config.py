@@ -55,6 +55,13 @@ class Config:
     disable_engine: bool = False
     disable_watches: bool = False
     peer_port: int = 54729
+    # The HTTP API: a unix socket ("" for none) and an optional TCP address
+    # that is served only with TLS and client certificates.
+    api_socket: str = "/var/run/fleet.sock"
+    api_tls_address: str = ""
+    api_tls_certfile: str = ""
+    api_tls_keyfile: str = ""
+    api_tls_cafile: str = ""
     # Data directory of the etcd a lone fleetd starts when none is configured.
     local_etcd_dir: str = "/var/lib/fleet/etcd"
     # True when etcd_servers came from the file or the environment, so a lone
@@ -200,6 +207,17 @@ def _check(config: Config) -> None:
         raise ConfigError("invalid value for engine_reconcile_interval: must be > 0")
     if not 0 <= config.peer_port <= 65535:
         raise ConfigError(f"invalid value for peer_port: {config.peer_port}")
+    if not 1 <= config.token_limit <= 65535:
+        raise ConfigError(
+            f"invalid value for token_limit: {config.token_limit}; use 1 to 65535"
+        )
+    tls_files = (config.api_tls_certfile, config.api_tls_keyfile, config.api_tls_cafile)
+    if config.api_tls_address and not all(tls_files):
+        raise ConfigError(
+            f"api_tls_address {config.api_tls_address} needs api_tls_certfile, "
+            "api_tls_keyfile and api_tls_cafile: the TCP API serves only TLS "
+            "clients with a certificate signed by that CA"
+        )
     if not config.etcd_key_prefix.startswith("/"):
         raise ConfigError(
             f"invalid value for etcd_key_prefix: {config.etcd_key_prefix!r} must "

@@ -23,3 +23,11 @@ class SystemdError(FleetError):
 
 class ClusterError(FleetError):
     """A test host, local etcd server or local cluster failed to start or stop."""
+
+
+class ApiError(FleetError):
+    """A fleet API request failed with an HTTP error status; ``status`` holds it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -9,6 +9,7 @@ same layout through one piece of code.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -54,6 +55,11 @@ def state_key(name: str, machine_id: str) -> str:
 
 def machine_key(machine_id: str) -> str:
     return f"{MACHINES}{machine_id}/object"
+
+
+def metadata_key(machine_id: str, name: str) -> str:
+    """Return the key of one dynamic metadata value of a machine (set by the API)."""
+    return f"{MACHINES}{machine_id}/metadata/{name}"
 
 
 def encode_unit_file(name: str, unit_hash: str, raw: str) -> str:
@@ -105,7 +111,11 @@ class RegistryView:
         self.placements: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.states: dict[str, dict[str, UnitState]] = {}
+        # Live machines, their static metadata merged with the dynamic values.
         self.machines: dict[str, Machine] = {}
+        self.static_machines: dict[str, Machine] = {}
+        # Dynamic metadata per machine ID, live or not: "" means removed.
+        self.dynamic_metadata: dict[str, dict[str, str]] = {}
         self.leader = ""
 
     def load(self, pairs: Iterable[tuple[str, bytes]]) -> None:
@@ -142,7 +152,14 @@ class RegistryView:
         elif key.startswith(MACHINES):
             machine_id, _, leaf = key[len(MACHINES) :].partition("/")
             if leaf == "object":
-                self._set(self.machines, machine_id, value, _decode_machine)
+                self._set(self.static_machines, machine_id, value, _decode_machine)
+                self._merge_metadata(machine_id)
+            elif leaf.startswith("metadata/"):
+                values = self.dynamic_metadata.setdefault(machine_id, {})
+                self._set(values, leaf[len("metadata/") :], value, bytes.decode)
+                if not values:
+                    del self.dynamic_metadata[machine_id]
+                self._merge_metadata(machine_id)
         elif key == LEADER:
             self.leader = value.decode() if value is not None else ""
 
@@ -157,6 +174,21 @@ class RegistryView:
             table.pop(name, None)
         else:
             table[name] = decode(value)
+
+    def _merge_metadata(self, machine_id: str) -> None:
+        # Dynamic values win over the static ones, and "" removes a key, so
+        # the engine and the agent match [X-Fleet] metadata against both.
+        static = self.static_machines.get(machine_id)
+        if static is None:
+            self.machines.pop(machine_id, None)
+            return
+        dynamic = self.dynamic_metadata.get(machine_id)
+        if not dynamic:
+            self.machines[machine_id] = static
+            return
+        metadata = {**static.metadata, **dynamic}
+        merged = {key: value for key, value in metadata.items() if value != ""}
+        self.machines[machine_id] = dataclasses.replace(static, metadata=merged)
 
     def unit(self, name: str) -> Unit | None:
         record = self.files.get(name)
