@@ -85,7 +85,30 @@ if [ "$stage" = outer ]; then
 fi
 
 mount --make-rprivate /
+
+# Directories fleet runs from (FLEET_HOST_KEEP, colon-separated) that lie
+# under a private mount are bound to a staging point first and bound back
+# after the tmpfs mounts, so the host still sees them.
+keep_index=0
+old_ifs=$IFS
+IFS=:
+for kept in ${{FLEET_HOST_KEEP:-}}; do
+    mkdir -p "$state_dir/kept/$keep_index"
+    mount --bind "$kept" "$state_dir/kept/$keep_index"
+    keep_index=$((keep_index + 1))
+done
+IFS=$old_ifs
+
 {tmpfs_mounts}
+
+keep_index=0
+IFS=:
+for kept in ${{FLEET_HOST_KEEP:-}}; do
+    mkdir -p "$kept"
+    mount --bind "$state_dir/kept/$keep_index" "$kept"
+    keep_index=$((keep_index + 1))
+done
+IFS=$old_ifs
 
 mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
 case "$cgroup_mode" in

@@ -334,6 +334,21 @@ def _check_state_dir(state_dir: Path) -> None:
             )
 
 
+def kept_paths() -> list[Path]:
+    """Return the directories fleet runs from, which every host must see.
+
+    A checkout or virtualenv under /tmp, /var/tmp or /run would otherwise be
+    hidden by the host's private mounts there, and fleetd could not start.
+    """
+    package_root = Path(__file__).resolve().parents[2]
+    candidates = {Path(sys.prefix).resolve(), package_root}
+    return sorted(
+        path
+        for path in candidates
+        if any(path.is_relative_to(private) for private, _ in bootscript.PRIVATE_TMPFS)
+    )
+
+
 def _launch(
     script: Path,
     name: str,
@@ -342,7 +357,10 @@ def _launch(
     cgroup_dirs: Sequence[Path],
     netns: str | None,
 ) -> subprocess.Popen[bytes]:
-    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    environment = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "FLEET_HOST_KEEP": ":".join(str(path) for path in kept_paths()),
+    }
     if netns is not None:
         environment["FLEET_HOST_NETNS"] = netns
     argv = [
