@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 # etcd rejects a transaction with more operations than --max-txn-ops (128 by
 # default), compares included.
 MAX_TXN_OPS = 128
+# Keys per range request of read_all, to stay under gRPC's default limit of
+# 4 MiB per received message.
+# NOTE: a page of unit files larger than 4 KiB on average still exceeds it.
+READ_PAGE_KEYS = 1000
 
 
 def serialized_hash(raw: str) -> str:
@@ -127,14 +131,30 @@ class EtcdRegistry:
             raise self._failure(operation, err) from err
 
     async def read_all(self) -> tuple[int, list[tuple[str, bytes]]]:
-        """Read every key under the prefix; returns the revision and the pairs."""
+        """Read every key under the prefix; returns the revision and the pairs.
+
+        The keys are read in pages of READ_PAGE_KEYS, all at the revision of
+        the first page, because one reply with every key of a large cluster
+        exceeds gRPC's default limit of 4 MiB per received message.
+        """
         start = self._key("")
-        async with self._call("read"):
-            response = await self._kv.get(
-                start, prefix_range_end(start), timeout=self.timeout
-            )
-        pairs = [(self._strip(kv.key), kv.value) for kv in response.kvs]
-        return response.header.revision, pairs
+        end = prefix_range_end(start)
+        pairs: list[tuple[str, bytes]] = []
+        revision = 0
+        while True:
+            async with self._call("read"):
+                response = await self._kv.get(
+                    start,
+                    end,
+                    revision=revision,
+                    limit=READ_PAGE_KEYS,
+                    timeout=self.timeout,
+                )
+            revision = revision or response.header.revision
+            pairs.extend((self._strip(kv.key), kv.value) for kv in response.kvs)
+            if not response.more or not response.kvs:
+                return revision, pairs
+            start = response.kvs[-1].key + b"\0"
 
     async def read_view(self) -> RegistryView:
         _, pairs = await self.read_all()
