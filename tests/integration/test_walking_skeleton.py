@@ -7,7 +7,9 @@ destroy removes them from systemd and etcd; a killed host's unit moves.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,12 +18,21 @@ from pathlib import Path
 import pytest
 
 from fleetd.cluster.host import Host
-from tests.integration.conftest import LocalCluster
+from tests.integration.conftest import FLEETCTL, LocalCluster
 
 pytestmark = pytest.mark.integration
 
 UNITS = Path(__file__).resolve().parents[2] / "units"
 AGENT_TTL = 5.0
+
+
+def fleetctl_environment(cluster: LocalCluster) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ENDPOINT": cluster.etcd_url,
+        "FLEETCTL_ETCD_KEY_PREFIX": cluster.key_prefix,
+    }
 
 
 def free_port() -> int:
@@ -103,6 +114,19 @@ def test_walking_skeleton(cluster: Callable[..., LocalCluster], tmp_path: Path) 
     journal = fleet.fleetctl(["journal", "--lines", "3", "hello-world.service"])
     assert running_host.name in journal.stdout
     assert len(journal.stdout.strip().splitlines()) == 3
+
+    # journal -f keeps streaming new lines until fleetctl is stopped.
+    follow = subprocess.Popen(
+        [FLEETCTL, "journal", "-f", "--lines", "0", "hello-world.service"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=fleetctl_environment(fleet),
+    )
+    with follow:
+        assert follow.stdout is not None
+        streamed = [follow.stdout.readline() for _ in range(3)]
+        follow.terminate()
+    assert all("Hello World" in line for line in streamed)
 
     # Three mutually conflicting nginx units, one command, three machines.
     ports = [free_port() for _ in range(3)]
