@@ -108,9 +108,10 @@ def main(ctx: click.Context, root: Path, verbose: bool) -> None:
 )
 @click.option(
     "--ip-base",
-    default=cluster.DEFAULT_IP_BASE,
-    show_default=True,
-    help="Public IP of host 1; the other hosts take the following addresses.",
+    default=None,
+    help="Public IP of host 1; the other hosts take the following addresses.  "
+    "[default: 127.0.0.11, or 127.0.N.11 in the first /24 that no running "
+    "cluster uses]",
 )
 @click.option(
     "--fleetd",
@@ -128,7 +129,7 @@ def up(
     metadata: str,
     etcd_port: int,
     etcd_key_prefix: str,
-    ip_base: str,
+    ip_base: str | None,
     fleetd: Path | None,
 ) -> None:
     """Start etcd and boot hosts that run fleetd.
@@ -137,7 +138,12 @@ def up(
     the same name is cleaned up first; a running one is an error.
     """
     cluster.check_up_arguments(
-        name, host_count, agent_ttl, metadata, etcd_key_prefix, ip_base
+        name,
+        host_count,
+        agent_ttl,
+        metadata,
+        etcd_key_prefix,
+        ip_base or cluster.DEFAULT_IP_BASE,
     )
     _require_root("up")
     result = cluster.up(

@@ -91,7 +91,7 @@ def up(
     metadata: str = fleet.DEFAULT_METADATA,
     key_prefix: str = fleet.DEFAULT_KEY_PREFIX,
     etcd_port: int = 0,
-    ip_base: str = DEFAULT_IP_BASE,
+    ip_base: str | None = None,
     fleetd: Path | None = None,
 ) -> UpResult:
     """Start etcd and `host_count` hosts running fleetd; record them.
@@ -99,6 +99,8 @@ def up(
     Raises ClusterError if a cluster of that name is running; the remains of
     a dead one are cleaned up first.
     """
+    if ip_base is None:
+        ip_base = free_ip_base(root, name)
     check_up_arguments(name, host_count, agent_ttl, metadata, key_prefix, ip_base)
     directory = state.cluster_dir(root, name)
     if fleetd is None:
@@ -175,6 +177,28 @@ def check_up_arguments(
         metadata=metadata,
     )
     host_ips(ip_base, host_count)
+
+
+def free_ip_base(root: Path, name: str) -> str:
+    """Return the first IP base, 127.0.N.11, whose /24 no running cluster uses.
+
+    Clusters share the machine's network namespace, so two clusters on the
+    same addresses would fight over the peer port of each address.
+    """
+    used: set[str] = set()
+    for other in state.list_clusters(root):
+        if other == name:
+            continue
+        try:
+            other_state = state.load(state.cluster_dir(root, other))
+        except ClusterError:
+            continue
+        if is_running(other_state):
+            used.update(host.public_ip.rsplit(".", 1)[0] for host in other_state.hosts)
+    for block in range(256):
+        if f"127.0.{block}" not in used:
+            return f"127.0.{block}.11"
+    raise ClusterError("every 127.0.N.0/24 block is in use by a running cluster")
 
 
 def is_running(cluster_state: ClusterState) -> bool:
