@@ -31,3 +31,7 @@ class ApiError(FleetError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class CloudConfigError(FleetError):
+    """A cloud-config could not be read or applied, or discovery setup failed."""
