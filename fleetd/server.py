@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fleetd import __version__
 from fleetd.agent.agent import Agent
+from fleetd.api.server import api_server_from_config
 from fleetd.config import Config
 from fleetd.engine.engine import Engine
 from fleetd.errors import FleetError, RegistryError
@@ -107,6 +108,9 @@ async def serve(config: Config) -> None:
             registry, machine, config.agent_ttl, lease_file=units_dir.parent / "lease"
         )
         mirror = RegistryMirror(registry)
+        # The API answers 503 until the machine is registered and mirrored.
+        api = api_server_from_config(config, registry, mirror, presence)
+        await api.start()
         agent = Agent(registry, mirror, presence, systemd)
         secret = await _cluster_secret(registry)
         peer = PeerServer(secret, machine.public_ip or "127.0.0.1", config.peer_port)
@@ -134,6 +138,7 @@ async def serve(config: Config) -> None:
         ]
 
         await peer.close()
+        await api.close()
         if failures:
             # A crashed role leaves the units running: the restarted fleetd
             # adopts them instead of moving them around the cluster.

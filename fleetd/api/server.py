@@ -1,0 +1,372 @@
+"""The aiohttp application of the API: routing, the 503 gate and the listeners.
+
+Every resource is mounted under both ``/fleet/v1`` and ``/v1-alpha``; item
+paths are ``<resource>/<name>`` with no trailing slash. Until this machine is
+registered and the registry mirror has its first copy, every request gets
+503. Errors have the body ``{"error": {"code": <status>, "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from fleetd import __version__
+from fleetd.api import journal, resources
+from fleetd.api.backend import ApiBackend
+from fleetd.api.listeners import (
+    TLSOptions,
+    activation_sockets,
+    bind_unix_socket,
+    describe,
+    is_tcp,
+    parse_address,
+    server_tls_context,
+)
+from fleetd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fleetd.api.metrics import REGISTRY, MetricsRegistry
+from fleetd.api.resources import ApiRequest, HttpError, Reply, error_body
+from fleetd.config import Config
+from fleetd.errors import RegistryError
+from fleetd.presence import MachinePresence
+from fleetd.registry.etcd import EtcdRegistry
+from fleetd.registry.mirror import RegistryMirror
+from fleetd.registry.view import RegistryView
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("/fleet/v1", "/v1-alpha")
+SERVER_HEADER = f"fleetd/{__version__}"
+UNAVAILABLE = "fleet server unable to communicate with etcd"
+# A unit PUT or machines PATCH body larger than this is rejected with 413.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _json_response(reply: Reply) -> web.Response:
+    headers = {"Server": SERVER_HEADER, **reply.headers}
+    if reply.body is None:
+        return web.Response(status=reply.status, headers=headers)
+    text = json.dumps(reply.body, separators=(",", ":"))
+    return web.Response(
+        status=reply.status,
+        text=text,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error_response(status: int, message: str, **headers: str) -> web.Response:
+    return _json_response(Reply(status, error_body(status, message), headers))
+
+
+def split_path(raw_path: str) -> tuple[str, list[str]] | None:
+    """Split a raw request path into its API prefix and decoded segments.
+
+    Returns None for a path outside both prefixes. ``/fleet/v1/units/x`` is
+    ("/fleet/v1", ["units", "x"]); the bare prefix has no segments.
+    """
+    for prefix in PREFIXES:
+        if raw_path == prefix:
+            return prefix, []
+        if raw_path.startswith(prefix + "/"):
+            rest = raw_path[len(prefix) + 1 :]
+            return prefix, [unquote(part) for part in rest.split("/")]
+    return None
+
+
+class ApiServer:
+    """The API on its listeners, answering from ``backend``."""
+
+    def __init__(
+        self,
+        backend: ApiBackend,
+        *,
+        unix_socket: str = "",
+        tls_address: str = "",
+        tls: TLSOptions | None = None,
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.unix_socket = Path(unix_socket) if unix_socket else None
+        self.tls_address = tls_address
+        self.tls = tls
+        self._environ = environ if environ is not None else os.environ
+        self._runner: web.AppRunner | None = None
+        self._bound_socket: Path | None = None
+        self.addresses: list[str] = []
+        self.metrics = MetricsRegistry()
+        self._requests = self.metrics.counter(
+            "api_request_count_total",
+            "API requests answered, by method and status code.",
+            ("method", "code"),
+        )
+        self._durations = self.metrics.summary(
+            "api_request_duration_seconds",
+            "Time to answer API requests, by method.",
+            ("method",),
+        )
+
+        def view() -> RegistryView:
+            return backend.view
+
+        self.metrics.gauge(
+            "registry_unit_count",
+            "Units in the registry.",
+            function=lambda: len(view().files),
+        )
+        self.metrics.gauge(
+            "registry_machine_count",
+            "Live machines in the registry.",
+            function=lambda: len(view().machines),
+        )
+        self.metrics.gauge(
+            "engine_leader",
+            "1 while this machine's engine leads, else 0.",
+            function=lambda: float(view().leader == backend.machine_id),
+        )
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{path:.*}", self._dispatch)
+        return app
+
+    async def start(self) -> None:
+        """Open every listener and start answering (503 until ready).
+
+        Raises ListenerError when a listener cannot be opened.
+        """
+        self.backend.start()
+        runner = web.AppRunner(
+            self.application(), access_log=None, handle_signals=False
+        )
+        await runner.setup()
+        self._runner = runner
+        context = server_tls_context(self.tls) if self.tls else None
+        sites: list[web.BaseSite] = []
+
+        for sock in activation_sockets(self._environ):
+            if is_tcp(sock) and context is None:
+                log.error(
+                    "not serving the API on the socket-activated TCP listener %s: "
+                    "set api_tls_certfile, api_tls_keyfile and api_tls_cafile to "
+                    "serve it with TLS",
+                    describe(sock),
+                )
+                sock.close()
+                continue
+            sites.append(
+                web.SockSite(
+                    runner, sock, ssl_context=context if is_tcp(sock) else None
+                )
+            )
+            self.addresses.append(describe(sock))
+
+        if self.unix_socket is not None and not self._activated(self.unix_socket):
+            sock = bind_unix_socket(self.unix_socket)
+            self._bound_socket = self.unix_socket
+            sites.append(web.SockSite(runner, sock))
+            self.addresses.append(f"unix:{self.unix_socket}")
+
+        if self.tls_address:
+            host, port = parse_address(self.tls_address)
+            assert context is not None, "api_tls_address without TLS files"
+            sites.append(
+                web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+            )
+            self.addresses.append(f"https://{self.tls_address}")
+
+        for started in sites:
+            await started.start()
+        log.info("serving the fleet API on %s", ", ".join(self.addresses) or "nothing")
+
+    def _activated(self, path: Path) -> bool:
+        # A socket unit on api_socket hands fleetd that very socket, which
+        # must not be replaced by a new one at the same path.
+        return any(address == str(path) for address in self.addresses)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.backend.close()
+        if self._bound_socket is not None:
+            self._bound_socket.unlink(missing_ok=True)
+            self._bound_socket = None
+
+    def tcp_port(self) -> int:
+        """Return the port of the TLS listener (useful with port 0)."""
+        assert self._runner is not None
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)
+            for sock in getattr(server, "sockets", None) or ():
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    return int(sock.getsockname()[1])
+        raise LookupError("no TCP listener")
+
+    # -- requests -----------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            response = await self._answer(request)
+        except HttpError as err:
+            response = _error_response(err.status, err.message, **err.headers)
+        except web.HTTPException as err:
+            # aiohttp's own rejections, such as a body over client_max_size.
+            response = _error_response(err.status, err.reason)
+        except RegistryError as err:
+            log.error("API request %s %s failed: %s", request.method, request.path, err)
+            # The original sent 500 with an empty message.
+            response = _error_response(500, "")
+        self._requests.inc(method=request.method, code=str(response.status))
+        self._durations.observe(time.monotonic() - started, method=request.method)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        if not self.backend.ready():
+            return _error_response(503, UNAVAILABLE)
+        raw_path = request.rel_url.raw_path
+        if raw_path == "/metrics":
+            if request.method != "GET":
+                raise HttpError(
+                    405, "only GET supported against this resource", Allow="GET"
+                )
+            text = REGISTRY.render() + self.metrics.render()
+            return web.Response(
+                body=text.encode(),
+                headers={"Server": SERVER_HEADER, "Content-Type": METRICS_CONTENT_TYPE},
+            )
+        if raw_path == "/":
+            raise HttpError(405, "no resource at /; the API is under /fleet/v1/")
+        split = split_path(raw_path)
+        if split is None:
+            raise HttpError(404, f"no resource at {request.path}")
+        _, segments = split
+        if not segments:
+            raise HttpError(405, "no resource at the API root; use its resources")
+        return await self._route(request, segments)
+
+    async def _api_request(self, request: web.Request, read_body: bool) -> ApiRequest:
+        query: dict[str, list[str]] = {}
+        for key, value in request.query.items():
+            query.setdefault(key, []).append(value)
+        body = await request.read() if read_body else b""
+        return ApiRequest(
+            method=request.method,
+            query=query,
+            content_types=request.headers.getall("Content-Type", []),
+            body=body,
+            create_only=request.headers.get("If-None-Match", "").strip() == "*",
+        )
+
+    async def _route(
+        self, request: web.Request, segments: Sequence[str]
+    ) -> web.StreamResponse:
+        backend = self.backend
+        resource, rest = segments[0], list(segments[1:])
+        writes = request.method in {"PUT", "PATCH"}
+        api_request = await self._api_request(request, writes)
+        if not rest:
+            if resource == "discovery":
+                return _json_response(resources.discovery(backend, api_request))
+            if resource == "machines":
+                return _json_response(await resources.machines(backend, api_request))
+            if resource == "units":
+                return _json_response(resources.units(backend, api_request))
+            if resource == "state":
+                return _json_response(resources.states(backend, api_request))
+        elif len(rest) == 1 and rest[0]:
+            if resource == "units":
+                return _json_response(
+                    await resources.unit(backend, api_request, rest[0])
+                )
+            if resource == "state":
+                return _json_response(resources.state(backend, api_request, rest[0]))
+        elif (
+            len(rest) == 2 and rest[0] and rest[1] == "journal" and resource == "units"
+        ):
+            return await self._journal(request, api_request, rest[0])
+        raise HttpError(404, f"no resource at {request.path}")
+
+    async def _journal(
+        self, request: web.Request, api_request: ApiRequest, name: str
+    ) -> web.StreamResponse:
+        if api_request.method != "GET":
+            raise HttpError(
+                405, "only GET supported against this resource", Allow="GET"
+            )
+        query = journal.parse_journal_query(api_request.query)
+        machine = journal.journal_machine(self.backend, name)
+        peer = None
+        if machine.id != self.backend.machine_id:
+            secret = await self.backend.registry.cluster_secret()
+            peer = await journal.open_peer_journal(machine, name, query, secret)
+
+        response = web.StreamResponse(
+            headers={
+                "Server": SERVER_HEADER,
+                "Content-Type": "text/plain; charset=utf-8",
+            }
+        )
+        await response.prepare(request)
+
+        def closed() -> bool:
+            transport = request.transport
+            return transport is None or transport.is_closing()
+
+        try:
+            if peer is None:
+                await journal.stream_local(name, query, response.write, closed)
+            else:
+                await journal.stream_peer(*peer, response.write, closed)
+            await response.write_eof()
+        except (ConnectionError, OSError) as err:
+            log.debug("journal client of %s went away: %s", name, err)
+        return response
+
+
+def api_server_from_config(
+    config: Config,
+    registry: EtcdRegistry,
+    mirror: RegistryMirror,
+    presence: MachinePresence,
+) -> ApiServer:
+    """Build the API of a fleetd from its options (api_socket, api_tls_*)."""
+
+    def ready() -> bool:
+        # Registered, and the mirror shows it, so reads include this machine.
+        return (
+            presence.registered.is_set()
+            and mirror.synced.is_set()
+            and presence.machine.id in mirror.view.machines
+        )
+
+    backend = ApiBackend(
+        registry,
+        mirror,
+        ready,
+        presence.machine.id,
+        token_limit=config.token_limit,
+        write_timeout=max(config.etcd_request_timeout * 5, 5.0),
+    )
+    tls = None
+    if config.api_tls_address:
+        tls = TLSOptions(
+            config.api_tls_certfile, config.api_tls_keyfile, config.api_tls_cafile
+        )
+    return ApiServer(
+        backend,
+        unix_socket=config.api_socket,
+        tls_address=config.api_tls_address,
+        tls=tls,
+    )
