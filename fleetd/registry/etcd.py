@@ -130,17 +130,21 @@ class EtcdRegistry:
         except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as err:
             raise self._failure(operation, err) from err
 
-    async def read_all(self) -> tuple[int, list[tuple[str, bytes]]]:
+    async def read_all(
+        self, under: str = "", revision: int = 0
+    ) -> tuple[int, list[tuple[str, bytes]]]:
         """Read every key under the prefix; returns the revision and the pairs.
 
-        The keys are read in pages of READ_PAGE_KEYS, all at the revision of
-        the first page, because one reply with every key of a large cluster
-        exceeds gRPC's default limit of 4 MiB per received message.
+        ``under`` narrows the read to keys that start with it, such as
+        ``states/``. ``revision`` reads the keys as they were then, and 0
+        reads the latest. The keys are read in pages of READ_PAGE_KEYS, all
+        at the revision of the first page, because one reply with every key
+        of a large cluster exceeds gRPC's default limit of 4 MiB per
+        received message.
         """
-        start = self._key("")
+        start = self._key(under)
         end = prefix_range_end(start)
         pairs: list[tuple[str, bytes]] = []
-        revision = 0
         while True:
             async with self._call("read"):
                 response = await self._kv.get(
@@ -156,10 +160,13 @@ class EtcdRegistry:
                 return revision, pairs
             start = response.kvs[-1].key + b"\0"
 
-    async def read_view(self) -> RegistryView:
-        _, pairs = await self.read_all()
+    async def read_view(self, *under: str) -> RegistryView:
+        """Read the keys under each of ``under`` (all keys if none) at one revision."""
         registry_view = RegistryView()
-        registry_view.load(pairs)
+        revision = 0
+        for part in under or ("",):
+            revision, pairs = await self.read_all(part, revision)
+            registry_view.load(pairs)
         return registry_view
 
     async def watch(
@@ -203,8 +210,12 @@ class EtcdRegistry:
 
     async def changes(self) -> AsyncIterator[None]:
         """Yield once after every change under the prefix, from now on."""
-        revision, _ = await self.read_all()
-        async for _revision, _changes in self.watch(revision + 1):
+        start = self._key("")
+        async with self._call("read"):
+            response = await self._kv.get(
+                start, prefix_range_end(start), count_only=True, timeout=self.timeout
+            )
+        async for _revision, _changes in self.watch(response.header.revision + 1):
             yield None
 
     async def put(self, key: str, value: str, lease: int = 0) -> None:
@@ -291,17 +302,24 @@ class EtcdRegistry:
 
     # -- the Registry protocol used by fleetctl ---------------------------
 
+    # Each reads only the keys its answer depends on: at 10,000 units the
+    # unit files are most of the registry's bytes.
+
     async def units(self) -> list[Unit]:
-        return (await self.read_view()).units()
+        view = await self.read_view(keys.UNITS, keys.STATES, keys.MACHINES)
+        return view.units()
 
     async def unit(self, name: str) -> Unit | None:
-        return (await self.read_view()).unit(name)
+        view = await self.read_view(
+            keys.unit_prefix(name), f"{keys.STATES}{name}/", keys.MACHINES
+        )
+        return view.unit(name)
 
     async def machines(self) -> list[Machine]:
-        return (await self.read_view()).machine_list()
+        return (await self.read_view(keys.MACHINES)).machine_list()
 
     async def unit_states(self) -> list[UnitState]:
-        return (await self.read_view()).unit_states()
+        return (await self.read_view(keys.STATES)).unit_states()
 
     async def create_unit(self, name: str, raw: str, desired: DesiredState) -> bool:
         unit_hash = serialized_hash(raw)
