@@ -108,9 +108,6 @@ def finish(plan: Plan, context: Context) -> None:
     """
     if UNIT not in plan.shipped_units or UNIT in plan.provided_units:
         return
-    # The shipped fleet.service wants fleet.socket, so it must exist too.
-    if SOCKET not in plan.provided_units:
-        plan.shipped_units.add(SOCKET)
     environment = dict(plan.fleet_environment or {})
     if "FLEET_ETCD_SERVERS" not in environment and plan.etcd_client_urls:
         environment["FLEET_ETCD_SERVERS"] = ",".join(plan.etcd_client_urls)
