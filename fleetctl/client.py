@@ -9,9 +9,16 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
+from fleetctl.api import (
+    DEFAULT_API_ENDPOINT,
+    ApiRegistry,
+    TLSClientFiles,
+    parse_endpoint,
+)
 from fleetd.errors import FleetError
 from fleetd.registry import Registry
 
@@ -22,6 +29,7 @@ T = TypeVar("T")
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379,http://127.0.0.1:4001"
 DEFAULT_KEY_PREFIX = "/_coreos.com/fleet/"
 DEFAULT_REQUEST_TIMEOUT = 3.0
+ETCD_PORTS = frozenset({2379, 4001})
 
 
 class ClientRegistry(Registry, Protocol):
@@ -40,8 +48,10 @@ class ClientRegistry(Registry, Protocol):
 class Settings:
     """The global options, after FLEETCTL_* variables and the command line."""
 
-    endpoint: str = DEFAULT_ENDPOINT
-    driver: str = "etcd"
+    # "" means the driver's default endpoint.
+    endpoint: str = ""
+    # "" means API, unless every endpoint has etcd's port (2379 or 4001).
+    driver: str = ""
     etcd_key_prefix: str = DEFAULT_KEY_PREFIX
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     ca_file: str = ""
@@ -52,23 +62,43 @@ class Settings:
 
     def endpoints(self) -> list[str]:
         """Return the comma-separated --endpoint value as a list of URLs."""
-        return [url.strip() for url in self.endpoint.split(",") if url.strip()]
+        endpoint = self.endpoint
+        if not endpoint:
+            is_etcd = self.resolved_driver() == "etcd"
+            endpoint = DEFAULT_ENDPOINT if is_etcd else DEFAULT_API_ENDPOINT
+        return [url.strip() for url in endpoint.split(",") if url.strip()]
+
+    def resolved_driver(self) -> str:
+        """Return "API" or "etcd": --driver, else guessed from --endpoint.
+
+        Without --driver, endpoints that all have etcd's client ports (2379
+        or 4001) mean the etcd driver, so ``--endpoint http://HOST:2379``
+        alone keeps working. The original meant to do the same but never
+        did, because its --driver always had a value.
+        """
+        if self.driver:
+            return "etcd" if self.driver.lower() == "etcd" else "API"
+        urls = [url.strip() for url in self.endpoint.split(",") if url.strip()]
+        if urls and all(_has_etcd_port(url) for url in urls):
+            return "etcd"
+        return "API"
+
+
+def _has_etcd_port(url: str) -> bool:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        return parts.scheme in {"http", "https"} and parts.port in ETCD_PORTS
+    except ValueError:
+        return False
 
 
 @contextlib.asynccontextmanager
 async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
-    """Connect to the registry the settings name and yield it.
+    """Open the registry the settings name, over the API or etcd, and yield it.
 
     Raises ``click.ClickException`` for settings that cannot work, and
-    ``RegistryError`` when etcd does not respond.
+    ``FleetError`` when the API or etcd does not respond.
     """
-    if settings.driver.lower() != "etcd":
-        # TODO: the HTTP API driver (fleetd's API on a unix socket or TCP) is
-        # not written yet, so only the etcd driver works.
-        raise click.ClickException(
-            f"--driver={settings.driver} is not supported yet; use --driver=etcd "
-            "with --endpoint set to the etcd URLs"
-        )
     if settings.tunnel:
         click.echo(
             f"WARNING: --tunnel {settings.tunnel} is not supported and is ignored; "
@@ -78,13 +108,17 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
     endpoints = settings.endpoints()
     if not endpoints:
         raise click.ClickException(
-            f"--endpoint {settings.endpoint!r} names no etcd URL; give one such as "
-            "http://127.0.0.1:2379"
+            f"--endpoint {settings.endpoint!r} names no URL; give one such as "
+            f"{DEFAULT_API_ENDPOINT} or, with --driver=etcd, http://127.0.0.1:2379"
         )
+    if settings.resolved_driver() == "API":
+        async with _open_api(settings, endpoints) as api:
+            yield api
+        return
 
     # Imported here because the etcd registry loads etcd3aio and grpc, about
     # 0.1 s by `python -X importtime` on the development machine, which
-    # --help and --version should not pay.
+    # --help, --version and the API driver should not pay.
     from fleetd.registry.etcd import TLSFiles, open_registry
 
     tls = TLSFiles(
@@ -99,6 +133,25 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
         endpoints, settings.etcd_key_prefix, settings.request_timeout, tls
     ) as registry:
         yield registry
+
+
+@contextlib.asynccontextmanager
+async def _open_api(
+    settings: Settings, endpoints: list[str]
+) -> AsyncIterator[ApiRegistry]:
+    if len(endpoints) > 1:
+        log.warning(
+            "the API driver uses only the first endpoint, %s; ignoring %s",
+            endpoints[0],
+            ", ".join(endpoints[1:]),
+        )
+    tls = TLSClientFiles(settings.ca_file, settings.cert_file, settings.key_file)
+    api = ApiRegistry(parse_endpoint(endpoints[0]), settings.request_timeout, tls)
+    log.debug("using the fleet API at %s", endpoints[0])
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 ClientOpener = Callable[

@@ -17,6 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from fleetctl.api import DEFAULT_API_ENDPOINT
 from fleetctl.client import DEFAULT_ENDPOINT, DEFAULT_KEY_PREFIX, Settings
 
 TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
@@ -46,14 +47,15 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
     GlobalOption(
         ("--endpoint",),
         "endpoint",
-        "etcd URLs, comma-separated (the fleet API socket once --driver=API works).",
-        default=DEFAULT_ENDPOINT,
+        "Where the fleet API is (unix:///PATH, http://HOST:PORT or "
+        f"https://HOST:PORT; default {DEFAULT_API_ENDPOINT}), or with "
+        f"--driver=etcd the etcd URLs, comma-separated (default {DEFAULT_ENDPOINT}).",
     ),
     GlobalOption(
         ("--driver",),
         "driver",
-        "How to reach the cluster: etcd (directly) or API (not supported yet).",
-        default="etcd",
+        "How to reach the cluster: API (fleetd's HTTP API) or etcd (directly). "
+        "Default: API, or etcd when every --endpoint URL has port 2379 or 4001.",
         type=click.Choice(["API", "etcd"], case_sensitive=False),
     ),
     GlobalOption(
@@ -65,7 +67,7 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
     GlobalOption(
         ("--request-timeout",),
         "request_timeout",
-        "Seconds to allow a single etcd request before it fails.",
+        "Seconds to allow a single API or etcd request before it fails.",
         default=3.0,
         type=click.FloatRange(min=0.0, min_open=True),
     ),
@@ -76,11 +78,18 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
         default=False,
         is_bool=True,
     ),
-    GlobalOption(("--ca-file",), "ca_file", "CA certificate (PEM) for etcd TLS.", ""),
     GlobalOption(
-        ("--cert-file",), "cert_file", "Client certificate (PEM) for etcd TLS.", ""
+        ("--ca-file",), "ca_file", "CA certificate (PEM) for https or etcd TLS.", ""
     ),
-    GlobalOption(("--key-file",), "key_file", "Client key (PEM) for etcd TLS.", ""),
+    GlobalOption(
+        ("--cert-file",),
+        "cert_file",
+        "Client certificate (PEM) for https or etcd TLS.",
+        "",
+    ),
+    GlobalOption(
+        ("--key-file",), "key_file", "Client key (PEM) for https or etcd TLS.", ""
+    ),
     GlobalOption(("--etcd-cafile",), "ca_file", "Deprecated: --ca-file.", hidden=True),
     GlobalOption(
         ("--etcd-certfile",), "cert_file", "Deprecated: --cert-file.", hidden=True

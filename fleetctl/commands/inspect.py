@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from fleetctl.api import ApiRegistry
 from fleetctl.client import ClientRegistry, run_with_registry
 from fleetctl.commands.common import is_global
 from fleetctl.options import FleetCommand, exit_with, get_settings
@@ -100,10 +101,14 @@ def journal(
     """Print a unit's journal from the machine it runs on.
 
     On the unit's own machine this runs journalctl. Elsewhere it requests the
-    journal from fleetd on that machine. The exit status is journalctl's.
+    journal from fleetd on that machine, or with the API driver from the
+    local fleetd, which fetches it. The exit status is journalctl's, or 0
+    for a journal read from another machine.
     """
     arg = _one_unit(units)
     local_id = _local_machine_id()
+    settings = get_settings()
+    over_api = settings.resolved_driver() == "API"
 
     async def find_source(registry: ClientRegistry) -> JournalSource:
         unit = select_one_unit(arg, await registry.units())
@@ -126,14 +131,27 @@ def journal(
             )
         if machine.id == local_id:
             return JournalSource(unit.name, machine, local=True)
+        if over_api:
+            # fleetd fetches the journal from the unit's machine itself.
+            return JournalSource(unit.name, machine, local=False)
         return JournalSource(
             unit.name, machine, local=False, secret=await registry.cluster_secret()
         )
 
-    source = run_with_registry(get_settings(), find_source)
+    async def stream_over_api(registry: ClientRegistry) -> int:
+        if not isinstance(registry, ApiRegistry):
+            raise click.ClickException("the API driver is not in use")
+        sys.stdout.flush()
+        return registry.stream_journal(
+            source.unit, lines, follow, output, sys.stdout.buffer
+        )
+
+    source = run_with_registry(settings, find_source)
     try:
         if source.local:
             code = _local_journal(source.unit, lines, follow, output, sudo)
+        elif over_api:
+            code = run_with_registry(settings, stream_over_api)
         else:
             code = asyncio.run(_remote_journal(source, lines, follow, output))
     except KeyboardInterrupt:

@@ -43,6 +43,7 @@ class Fleetctl:
     def environment(self) -> dict[str, str]:
         return {
             **os.environ,
+            "FLEETCTL_DRIVER": "etcd",
             "FLEETCTL_ENDPOINT": self.endpoint,
             "FLEETCTL_ETCD_KEY_PREFIX": self.prefix,
         }

@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import click
 import pytest
@@ -74,11 +75,39 @@ def test_settings_defaults(seen: list[Settings]) -> None:
     result = invoke(["list-machines"])
     assert isinstance(result.exception, SettingsSeen)
     settings = seen[0]
-    assert settings.endpoint == "http://127.0.0.1:2379,http://127.0.0.1:4001"
-    assert settings.endpoints() == ["http://127.0.0.1:2379", "http://127.0.0.1:4001"]
+    assert settings.resolved_driver() == "API"
+    assert settings.endpoints() == ["unix:///var/run/fleet.sock"]
     assert settings.etcd_key_prefix == "/_coreos.com/fleet/"
     assert settings.request_timeout == 3.0
-    assert settings.driver.lower() == "etcd"
+
+
+def test_etcd_driver_default_endpoints(seen: list[Settings]) -> None:
+    invoke(["--driver=etcd", "list-machines"])
+    settings = seen[0]
+    assert settings.resolved_driver() == "etcd"
+    assert settings.endpoints() == ["http://127.0.0.1:2379", "http://127.0.0.1:4001"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "driver"),
+    [
+        ("http://127.0.0.1:2379", "etcd"),
+        ("http://10.0.0.1:2379,https://10.0.0.2:4001", "etcd"),
+        ("http://127.0.0.1:2379,http://127.0.0.1:8080", "API"),
+        ("unix:///run/fleet.sock", "API"),
+        ("https://127.0.0.1:54728", "API"),
+    ],
+)
+def test_driver_guessed_from_endpoint(
+    seen: list[Settings], endpoint: str, driver: str
+) -> None:
+    invoke(["--endpoint", endpoint, "list-machines"])
+    assert seen[0].resolved_driver() == driver
+
+
+def test_explicit_driver_wins_over_port(seen: list[Settings]) -> None:
+    invoke(["--driver=API", "--endpoint", "http://127.0.0.1:2379", "list-machines"])
+    assert seen[0].resolved_driver() == "API"
 
 
 def test_env_sets_global_options(seen: list[Settings]) -> None:
@@ -174,16 +203,23 @@ def test_unknown_command_is_usage_error() -> None:
     assert result.exit_code == 2
 
 
-def test_api_driver_not_supported() -> None:
-    result = invoke(["--driver=API", "list-machines"])
+def test_api_driver_without_fleetd(tmp_path: Path) -> None:
+    endpoint = f"unix://{tmp_path}/missing.sock"
+    result = invoke(["--driver=API", "--endpoint", endpoint, "list-machines"])
     assert result.exit_code == 1
-    assert "--driver=API is not supported yet" in result.output
+    assert f"cannot reach the fleet API at {endpoint}" in result.output
+
+
+def test_unix_endpoint_with_host_rejected() -> None:
+    result = invoke(["--endpoint", "unix://var/run/fleet.sock", "list-machines"])
+    assert result.exit_code == 1
+    assert "unable to connect to host 'var' with scheme 'unix'" in result.output
 
 
 def test_empty_endpoint_rejected() -> None:
     result = invoke(["--endpoint", " , ", "list-machines"])
     assert result.exit_code == 1
-    assert "names no etcd URL" in result.output
+    assert "names no URL" in result.output
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,395 @@
+"""The API driver: fleetctl over fleetd's HTTP API v1, with http.client.
+
+The endpoint is ``unix:///path/to/fleet.sock`` (the default,
+``unix:///var/run/fleet.sock``), ``http://HOST:PORT`` or ``https://HOST:PORT``.
+One keep-alive connection carries every request of a command. This module
+imports no asyncio HTTP library, so fleetctl starts fast: its methods are
+``async`` to fit the registry protocol but block while a request runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
+
+from fleetd.errors import ApiError, FleetError
+from fleetd.model import DesiredState, Machine, Unit, UnitState
+from fleetd.unit import UnitFile, UnitOption
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_ENDPOINT = "unix:///var/run/fleet.sock"
+API_PATH = "/fleet/v1"
+# How often a wait re-reads the units over the API, which has no watch.
+# The original fleetctl polled every 250 ms too.
+POLL_SECONDS = 0.25
+JOURNAL_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """Where the API is: a unix socket path, or a host and port over HTTP(S)."""
+
+    url: str
+    socket_path: str = ""
+    host: str = ""
+    port: int = 0
+    tls: bool = False
+    base_path: str = ""
+
+
+def parse_endpoint(url: str) -> ApiEndpoint:
+    """Parse an API endpoint URL; raise FleetError naming the fix if invalid."""
+    parts = urlsplit(url)
+    if parts.scheme in {"unix", "file"}:
+        if parts.netloc:
+            raise FleetError(
+                f"unable to connect to host {parts.netloc!r} with scheme "
+                f"{parts.scheme!r}: write the socket path after three slashes, "
+                f"as in unix:///{parts.netloc}{parts.path}"
+            )
+        if not parts.path:
+            raise FleetError(f"invalid API endpoint {url!r}: no socket path")
+        return ApiEndpoint(url, socket_path=parts.path)
+    if parts.scheme in {"http", "https"}:
+        try:
+            port = parts.port
+        except ValueError as err:
+            raise FleetError(f"invalid API endpoint {url!r}: {err}") from err
+        if not parts.hostname:
+            raise FleetError(f"invalid API endpoint {url!r}: no host")
+        tls = parts.scheme == "https"
+        return ApiEndpoint(
+            url,
+            host=parts.hostname,
+            port=port or (443 if tls else 80),
+            tls=tls,
+            base_path=parts.path.rstrip("/"),
+        )
+    raise FleetError(
+        f"invalid API endpoint {url!r}: use unix:///PATH, http://HOST:PORT or "
+        "https://HOST:PORT"
+    )
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@dataclass(frozen=True)
+class TLSClientFiles:
+    """PEM files for https endpoints; empty strings when unused."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+def _connection(
+    endpoint: ApiEndpoint, timeout: float, tls: TLSClientFiles
+) -> http.client.HTTPConnection:
+    if endpoint.socket_path:
+        return _UnixConnection(endpoint.socket_path, timeout)
+    if not endpoint.tls:
+        return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    # Imported here because only https endpoints need it.
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file or None)
+        if tls.cert_file or tls.key_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file or None)
+    except (OSError, ssl.SSLError) as err:
+        raise FleetError(
+            f"cannot load the TLS files (--ca-file {tls.ca_file!r}, --cert-file "
+            f"{tls.cert_file!r}, --key-file {tls.key_file!r}): {err}"
+        ) from err
+    return http.client.HTTPSConnection(
+        endpoint.host, endpoint.port, timeout=timeout, context=context
+    )
+
+
+def _unit_path(name: str) -> str:
+    return f"/units/{quote(name, safe='@:')}"
+
+
+def unit_from_json(data: dict[str, Any]) -> Unit:
+    options = tuple(
+        UnitOption(
+            str(option.get("section", "")),
+            str(option.get("name", "")),
+            str(option.get("value", "")),
+        )
+        for option in data.get("options") or ()
+    )
+    unit_file = UnitFile(options)
+    return Unit(
+        name=str(data.get("name", "")),
+        hash=unit_file.hash(),
+        raw=unit_file.serialize(),
+        desired_state=DesiredState(data.get("desiredState") or "inactive"),
+        machine_id=str(data.get("machineID", "")),
+        current_state=str(data.get("currentState") or "inactive"),
+    )
+
+
+def state_from_json(data: dict[str, Any]) -> UnitState:
+    return UnitState(
+        name=str(data.get("name", "")),
+        machine_id=str(data.get("machineID", "")),
+        hash=str(data.get("hash", "")),
+        load_state=str(data.get("systemdLoadState", "")),
+        active_state=str(data.get("systemdActiveState", "")),
+        sub_state=str(data.get("systemdSubState", "")),
+    )
+
+
+def machine_from_json(data: dict[str, Any]) -> Machine:
+    metadata = data.get("metadata") or {}
+    return Machine(
+        id=str(data.get("id", "")),
+        public_ip=str(data.get("primaryIP", "")),
+        metadata={str(key): str(value) for key, value in metadata.items()},
+    )
+
+
+def _options_json(raw: str) -> list[dict[str, str]]:
+    return [
+        {"section": o.section, "name": o.name, "value": o.value}
+        for o in UnitFile.parse(raw).options
+    ]
+
+
+class ApiRegistry:
+    """The fleetctl registry operations, as requests to fleetd's API."""
+
+    def __init__(
+        self, endpoint: ApiEndpoint, timeout: float, tls: TLSClientFiles
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._tls = tls
+        self._connection: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- HTTP -------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = dict(headers or {})
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        url = self.endpoint.base_path + API_PATH + path
+        # A kept-alive connection the server has closed fails on first use,
+        # so each request may reconnect once.
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = _connection(self.endpoint, self.timeout, self._tls)
+            try:
+                self._connection.request(method, url, body=data, headers=all_headers)
+                return self._connection.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError) as err:
+                self.close()
+                if attempt == 2:
+                    raise self._unreachable(err) from err
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                raise self._unreachable(err) from err
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, err: BaseException) -> FleetError:
+        detail = str(err) or type(err).__name__
+        if isinstance(err, TimeoutError):
+            detail = f"no response within {self.timeout:g}s"
+        return FleetError(
+            f"cannot reach the fleet API at {self.endpoint.url}: {detail}; check "
+            "that fleetd runs there, or use --driver=etcd with --endpoint set to "
+            "the etcd URLs"
+        )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Send a request; return (status, decoded JSON or None) for a 2xx.
+
+        Raises ApiError with the server's message for any other status.
+        """
+        response = self._send(method, path, body, headers)
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            self.close()
+            raise self._unreachable(err) from err
+        if 200 <= response.status < 300:
+            return response.status, json.loads(payload) if payload else None
+        raise self._error(method, path, response.status, payload)
+
+    def _error(self, method: str, path: str, status: int, payload: bytes) -> ApiError:
+        message = ""
+        try:
+            message = str(json.loads(payload)["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = payload.decode(errors="replace").strip()
+        return ApiError(
+            status,
+            f"fleet API at {self.endpoint.url} rejected {method} {API_PATH}{path} "
+            f"with {status}: {message or http.client.responses.get(status, '')}",
+        )
+
+    def _list(
+        self, path: str, field: str, query: dict[str, str] | None = None
+    ) -> list[Any]:
+        items: list[Any] = []
+        params = dict(query or {})
+        while True:
+            suffix = f"?{urlencode(params)}" if params else ""
+            _, page = self._request("GET", path + suffix)
+            page = page or {}
+            items.extend(page.get(field) or ())
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+            params["nextPageToken"] = token
+
+    # -- the ClientRegistry protocol ---------------------------------------
+
+    async def units(self) -> list[Unit]:
+        return [unit_from_json(item) for item in self._list("/units", "units")]
+
+    async def unit(self, name: str) -> Unit | None:
+        try:
+            _, data = self._request("GET", _unit_path(name))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        return unit_from_json(data)
+
+    async def create_unit(self, name: str, raw: str, desired: DesiredState) -> bool:
+        body = {
+            "name": name,
+            "options": _options_json(raw),
+            "desiredState": desired.value,
+        }
+        try:
+            self._request("PUT", _unit_path(name), body, {"If-None-Match": "*"})
+        except ApiError as err:
+            if err.status == 412:
+                return False
+            raise
+        return True
+
+    async def replace_unit(self, name: str, raw: str, desired: DesiredState) -> None:
+        body = {
+            "name": name,
+            "options": _options_json(raw),
+            "desiredState": desired.value,
+        }
+        status, _ = self._request("PUT", _unit_path(name), body)
+        if status == 204:
+            # The registry had this very file: only the desired state changed.
+            log.debug("unit %s was unchanged; set its desired state", name)
+
+    async def set_desired_state(self, name: str, desired: DesiredState) -> bool:
+        try:
+            self._request(
+                "PUT", _unit_path(name), {"name": name, "desiredState": desired.value}
+            )
+        except ApiError as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def destroy_unit(self, name: str) -> bool:
+        try:
+            self._request("DELETE", _unit_path(name))
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def machines(self) -> list[Machine]:
+        return [machine_from_json(item) for item in self._list("/machines", "machines")]
+
+    async def unit_states(self) -> list[UnitState]:
+        return [state_from_json(item) for item in self._list("/state", "states")]
+
+    async def changes(self) -> AsyncIterator[None]:
+        """Yield every POLL_SECONDS: the API has no watch to wait on."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            yield None
+
+    async def cluster_secret(self) -> bytes:
+        raise FleetError(
+            "the API driver has no access to the cluster secret; fleetctl reads "
+            "remote journals through fleetd's journal resource instead"
+        )
+
+    def stream_journal(
+        self, name: str, lines: int, follow: bool, output: str, out: BinaryIO
+    ) -> int:
+        """Copy ``name``'s journal from whatever machine runs it to ``out``.
+
+        Returns 0 when the stream ends. Raises ApiError when fleetd rejects
+        the request (unit not found, not running, a global unit).
+        """
+        query = urlencode(
+            {"lines": lines, "follow": "true" if follow else "false", "output": output}
+        )
+        response = self._send("GET", f"{_unit_path(name)}/journal?{query}")
+        if response.status != 200:
+            raise self._error(
+                "GET", f"{_unit_path(name)}/journal", response.status, response.read()
+            )
+        if (
+            follow
+            and self._connection is not None
+            and self._connection.sock is not None
+        ):
+            # A followed journal may stay quiet for longer than any timeout.
+            self._connection.sock.settimeout(None)
+        try:
+            while chunk := response.read1(JOURNAL_CHUNK):
+                out.write(chunk)
+                out.flush()
+        except (OSError, http.client.HTTPException) as err:
+            raise self._unreachable(err) from err
+        finally:
+            self.close()
+        return 0
