@@ -142,8 +142,8 @@ def substitute(text: str, metadata: Metadata, report: Report, *, stand_in: bool)
     """Replace every variable in ``text``, line by line so lines keep numbers.
 
     A variable with no known value is an error, unless ``stand_in`` is set
-    (for --validate), where it becomes STAND_IN_ADDRESS so the rest of the
-    file can still be checked.
+    (for --validate). Either way it becomes STAND_IN_ADDRESS, so the rest of
+    the file can still be checked.
     """
     lines = text.split("\n")
     for number, line in enumerate(lines, start=1):
