@@ -25,7 +25,6 @@ from fleetd.unit import UnitFile, UnitOption
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_ENDPOINT = "unix:///var/run/fleet.sock"
 API_PATH = "/fleet/v1"
 # How often a wait re-reads the units over the API, which has no watch.
 # The original fleetctl polled every 250 ms too.

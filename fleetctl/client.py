@@ -13,12 +13,6 @@ from urllib.parse import urlsplit
 
 import click
 
-from fleetctl.api import (
-    DEFAULT_API_ENDPOINT,
-    ApiRegistry,
-    TLSClientFiles,
-    parse_endpoint,
-)
 from fleetd.errors import FleetError
 from fleetd.registry import Registry
 
@@ -27,6 +21,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379,http://127.0.0.1:4001"
+DEFAULT_API_ENDPOINT = "unix:///var/run/fleet.sock"
 DEFAULT_KEY_PREFIX = "/_coreos.com/fleet/"
 DEFAULT_REQUEST_TIMEOUT = 3.0
 ETCD_PORTS = frozenset({2379, 4001})
@@ -138,7 +133,10 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
 @contextlib.asynccontextmanager
 async def _open_api(
     settings: Settings, endpoints: list[str]
-) -> AsyncIterator[ApiRegistry]:
+) -> AsyncIterator[ClientRegistry]:
+    # Imported here so that --help and --version skip http.client and ssl.
+    from fleetctl.api import ApiRegistry, TLSClientFiles, parse_endpoint
+
     if len(endpoints) > 1:
         log.warning(
             "the API driver uses only the first endpoint, %s; ignoring %s",

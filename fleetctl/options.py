@@ -17,8 +17,12 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from fleetctl.api import DEFAULT_API_ENDPOINT
-from fleetctl.client import DEFAULT_ENDPOINT, DEFAULT_KEY_PREFIX, Settings
+from fleetctl.client import (
+    DEFAULT_API_ENDPOINT,
+    DEFAULT_ENDPOINT,
+    DEFAULT_KEY_PREFIX,
+    Settings,
+)
 
 TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})

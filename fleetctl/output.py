@@ -30,6 +30,8 @@ def format_table(lines: Iterable[str]) -> str:
     followed by as many tabs as it takes to reach that width.
     """
     rows = [line.split("\t") for line in lines]
+    if rows and len({len(row) for row in rows}) == 1:
+        return _format_uniform(rows)
     widths: list[list[int]] = [[] for _ in rows]
     _measure_columns(rows, widths, column=0, start=0, end=len(rows))
 
@@ -42,6 +44,35 @@ def format_table(lines: Iterable[str]) -> str:
         parts.append(row[-1])
         output.append("".join(parts) + "\n")
     return "".join(output)
+
+
+def _format_uniform(rows: list[list[str]]) -> str:
+    """Format rows that all have the same number of cells: one block per column.
+
+    The result equals the general path's. This path computes each padding
+    once per column and text length, which makes list-units at 10,000 units
+    several times faster.
+    """
+    cells = len(rows[0]) - 1
+    widths = [
+        max(len(row[column]) for row in rows) + PADDING for column in range(cells)
+    ]
+    # One padding string per (column, text length), computed once.
+    padding: list[dict[int, str]] = [{} for _ in range(cells)]
+    output: list[str] = []
+    for row in rows:
+        parts: list[str] = []
+        for column in range(cells):
+            cell = row[column]
+            tabs = padding[column].get(len(cell))
+            if tabs is None:
+                tabs = "\t" * _tab_count(len(cell), widths[column])
+                padding[column][len(cell)] = tabs
+            parts.append(cell)
+            parts.append(tabs)
+        parts.append(row[cells])
+        output.append("".join(parts))
+    return "\n".join(output) + "\n"
 
 
 def _measure_columns(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleetctl.output import (
     Column,
@@ -136,3 +138,17 @@ def test_render_table_without_legend() -> None:
     assert (
         render_table(rows, COLUMNS, full=True, legend=False) == "web.service\tabcdef\n"
     )
+
+
+@given(
+    st.lists(
+        st.lists(st.text(alphabet="ab.-/é", max_size=20), min_size=4, max_size=4),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_uniform_rows_match_general_layout(rows: list[list[str]]) -> None:
+    lines = ["\t".join(row) for row in rows]
+    # A line with one cell fewer sends the table through the general path.
+    general = format_table([*lines, "x"])
+    assert format_table(lines) == general[: -len("x\n")]
