@@ -21,9 +21,9 @@ from fleetd.presence import MachinePresence
 from fleetd.registry import view as keys
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.mirror import RegistryMirror
-from fleetd.registry.view import RegistryView
-from fleetd.rules import requirements_of
-from fleetd.systemd import SystemdManager, UnitSystemdState
+from fleetd.registry.view import RegistryView, UnitFileRecord
+from fleetd.rules import Requirements, requirements_of
+from fleetd.systemd import SystemdManager, UnitSystemdState, has_install_section
 from fleetd.unit import UnitFile
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class Agent:
         self.local: dict[str, LocalUnit] = {}
         self._systemd_states: dict[str, UnitSystemdState] = {}
         self._published: dict[str, UnitState] = {}
+        # Unit name -> (file hash, its requirements or None if it does not parse).
+        self._parsed: dict[str, tuple[str, Requirements | None]] = {}
         self._wake = mirror.subscribe()
         self._publish_wake = asyncio.Event()
         presence.on_register(self._on_register)
@@ -94,28 +96,44 @@ class Agent:
         machine = view.machines.get(self.machine_id, self.presence.machine)
         targets: dict[str, TargetUnit] = {}
         global_specs: list[UnitSpec] = []
-        for unit in view.units():
-            if unit.machine_id == self.machine_id:
-                targets[unit.name] = TargetUnit(unit.hash, unit.raw, unit.desired_state)
+        for name, record in view.files.items():
+            machine_id = view.placements.get(name, "")
+            desired = view.desired.get(name, DesiredState.INACTIVE)
+            if machine_id == self.machine_id:
+                targets[name] = TargetUnit(record.hash, record.raw, desired)
                 continue
-            if unit.machine_id or unit.desired_state is DesiredState.INACTIVE:
+            if machine_id or desired is DesiredState.INACTIVE:
                 continue
-            try:
-                requirements = requirements_of(unit.name, UnitFile.parse(unit.raw))
-            except UnitFileError:
-                continue
-            if requirements.is_global:
-                global_specs.append(
-                    UnitSpec(unit.name, requirements, unit.desired_state)
-                )
+            requirements = self._requirements(name, record)
+            if requirements is not None and requirements.is_global:
+                global_specs.append(UnitSpec(name, requirements, desired))
+        if len(self._parsed) > len(view.files):
+            for gone in self._parsed.keys() - view.files.keys():
+                del self._parsed[gone]
         if global_specs:
+            global_specs.sort(key=lambda spec: spec.name)
             for name in global_units_for(machine, global_specs):
-                global_unit = view.unit(name)
-                if global_unit is not None:
-                    targets[name] = TargetUnit(
-                        global_unit.hash, global_unit.raw, global_unit.desired_state
-                    )
+                record = view.files[name]
+                desired = view.desired.get(name, DesiredState.INACTIVE)
+                targets[name] = TargetUnit(record.hash, record.raw, desired)
         return targets
+
+    def _requirements(self, name: str, record: UnitFileRecord) -> Requirements | None:
+        """Return the [X-Fleet] requirements of a unit file, parsed once per hash.
+
+        None means the file does not parse, so the unit cannot be global.
+        """
+        cached = self._parsed.get(name)
+        if cached is not None and cached[0] == record.hash:
+            return cached[1]
+        try:
+            requirements: Requirements | None = requirements_of(
+                name, UnitFile.parse(record.raw)
+            )
+        except UnitFileError:
+            requirements = None
+        self._parsed[name] = (record.hash, requirements)
+        return requirements
 
     async def reconcile(self) -> None:
         targets = self.targets(self.mirror.view)
@@ -126,27 +144,79 @@ class Agent:
     async def execute(
         self, tasks: list[AgentTask], targets: Mapping[str, TargetUnit]
     ) -> None:
-        """Run ``tasks`` in order; one daemon-reload after the file changes."""
-        reloaded = False
+        """Run ``tasks``: file changes in order, then stops and starts.
+
+        A daemon-reload between the two runs only when _needs_reload says
+        systemd could hold an outdated copy of a unit. The stops, then the
+        starts, are sent to systemd concurrently.
+        """
+        reload = await self._needs_reload(tasks, targets)
         for task in tasks:
-            if task.kind in ("stop", "start") and not reloaded:
-                await self._reload_if_needed(tasks)
-                reloaded = True
-            log.info("%s %s: %s", task.kind, task.unit, task.reason)
-            try:
-                await self._run(task, targets)
-            except FleetError as err:
-                log.error("%s %s failed: %s", task.kind, task.unit, err)
-        if not reloaded:
-            await self._reload_if_needed(tasks)
+            if task.kind in ("unload", "load"):
+                await self._run_logged(task, targets)
+        if reload:
+            await self._reload()
+        stops = [task for task in tasks if task.kind == "stop"]
+        starts = [task for task in tasks if task.kind == "start"]
+        await asyncio.gather(*(self._run_logged(task, targets) for task in stops))
+        results = await asyncio.gather(
+            *(self._run_logged(task, targets) for task in starts)
+        )
+        failed = [task for task, ok in zip(starts, results, strict=True) if not ok]
+        loaded = {task.unit for task in tasks if task.kind == "load"}
+        retry = [task for task in failed if task.unit in loaded]
+        if retry and not reload:
+            # systemd notices new unit files by the modification time of
+            # its unit directories; two links within one tick of that clock
+            # can leave a unit not found. A reload reads every file again.
+            log.info("retrying %d starts after a daemon-reload", len(retry))
+            await self._reload()
+            await asyncio.gather(*(self._run_logged(task, targets) for task in retry))
         self.systemd.track(self.local)
         self._publish_wake.set()
 
-    async def _reload_if_needed(self, tasks: list[AgentTask]) -> None:
-        if any(task.kind in ("load", "unload") for task in tasks):
-            await self.systemd.reload()
-            states = await self.systemd.states(list(self.local))
-            self._systemd_states.update(states)
+    async def _needs_reload(
+        self, tasks: list[AgentTask], targets: Mapping[str, TargetUnit]
+    ) -> bool:
+        """Tell whether ``tasks`` need a daemon-reload after their file changes.
+
+        systemd (checked with version 252) loads a unit file it has not
+        loaded yet, or has loaded as not-found, when a start asks for the
+        unit, so new units that are started at once need no reload. A reload
+        is still needed after an unload, for a unit that is only loaded, for
+        a unit systemd has loaded from an older file, and for an [Install]
+        section, whose runtime enable links are read on reload.
+        """
+        loads = [task.unit for task in tasks if task.kind == "load"]
+        starts = {task.unit for task in tasks if task.kind == "start"}
+        if any(task.kind == "unload" for task in tasks):
+            return True
+        if not loads:
+            return False
+        if not starts.issuperset(loads):
+            # Only a start retries after a failure: see execute.
+            return True
+        if any(has_install_section(targets[name].raw) for name in loads):
+            return True
+        states = await self.systemd.states(loads)
+        return any(state.load != "not-found" for state in states.values())
+
+    async def _reload(self) -> None:
+        await self.systemd.reload()
+        states = await self.systemd.states(list(self.local))
+        self._systemd_states.update(states)
+
+    async def _run_logged(
+        self, task: AgentTask, targets: Mapping[str, TargetUnit]
+    ) -> bool:
+        """Run one task and log it; False if systemd rejected it."""
+        log.info("%s %s: %s", task.kind, task.unit, task.reason)
+        try:
+            await self._run(task, targets)
+        except FleetError as err:
+            log.error("%s %s failed: %s", task.kind, task.unit, err)
+            return False
+        return True
 
     async def _run(self, task: AgentTask, targets: Mapping[str, TargetUnit]) -> None:
         name = task.unit
