@@ -54,6 +54,11 @@ class Target:
         """Whether the root is the running system, so hostnames are set too."""
         return self.root.resolve() == Path("/")
 
+    def record(self, change: str) -> None:
+        """Log a change made and keep it for the summary."""
+        log.info("%s", change)
+        self.changes.append(change)
+
     def path(self, path: PurePosixPath | str) -> Path:
         """Return a target path as a path on this machine."""
         return self.root / PurePosixPath(path).relative_to("/")
@@ -143,12 +148,12 @@ async def apply_plan(plan: Plan, target: Target, control: UnitControl | None) ->
         names = [enable.unit for enable in plan.enables if enable.runtime is runtime]
         if names:
             await control.enable(names, runtime)
-            target.changes.append(f"enabled {', '.join(names)}")
+            target.record(f"enabled {', '.join(names)}")
     await control.reload()
-    target.changes.append("reloaded systemd")
+    target.record("reloaded systemd")
     for command in plan.commands:
         await control.command(command.unit, command.command)
-        target.changes.append(f"{command.command} {command.unit}")
+        target.record(f"{command.command} {command.unit}")
 
 
 def write_file(write: FileWrite, target: Target, accounts: dict[str, Account]) -> None:
@@ -164,7 +169,7 @@ def write_file(write: FileWrite, target: Target, accounts: dict[str, Account]) -
         with open(path, "ab") as handle:
             handle.write(write.content)
         _set_attributes(path, write.mode, uid, gid)
-        target.changes.append(f"appended to {write.path}")
+        target.record(f"appended to {write.path}")
         return
 
     if _is_current(path, write.content, write.mode, uid, gid):
@@ -178,7 +183,7 @@ def write_file(write: FileWrite, target: Target, accounts: dict[str, Account]) -
         temporary.write_bytes(write.content)
         _set_attributes(temporary, write.mode, uid, gid)
         os.replace(temporary, path)
-    target.changes.append(f"wrote {write.path}")
+    target.record(f"wrote {write.path}")
 
 
 def _is_current(path: Path, content: bytes, mode: int, uid: int, gid: int) -> bool:
@@ -223,7 +228,7 @@ def _apply_hostname(name: str, target: Target) -> None:
     write_file(write, target, {})
     if target.is_live and socket.gethostname() != name:
         socket.sethostname(name)
-        target.changes.append(f"set hostname {name}")
+        target.record(f"set hostname {name}")
 
 
 def _apply_user(user: User, target: Target) -> None:
@@ -248,7 +253,7 @@ def _apply_user(user: User, target: Target) -> None:
             argv.append("--system")
         argv.append("--no-create-home" if user.no_create_home else "--create-home")
         subprocess.run([*argv, user.name], check=True, capture_output=True, text=True)
-        target.changes.append(f"created user {user.name}")
+        target.record(f"created user {user.name}")
         return
 
     member_of = _groups_of(user.name, target)
@@ -260,7 +265,7 @@ def _apply_user(user: User, target: Target) -> None:
             capture_output=True,
             text=True,
         )
-        target.changes.append(f"added user {user.name} to {', '.join(missing)}")
+        target.record(f"added user {user.name} to {', '.join(missing)}")
 
 
 def _groups_of(name: str, target: Target) -> set[str]:
@@ -330,4 +335,4 @@ def _apply_link(path: PurePosixPath, link_target: str, target: Target) -> None:
         temporary.unlink()
     temporary.symlink_to(link_target)
     os.replace(temporary, local)
-    target.changes.append(f"linked {path} to {link_target}")
+    target.record(f"linked {path} to {link_target}")

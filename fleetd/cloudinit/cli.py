@@ -156,8 +156,6 @@ def main(
         asyncio.run(_apply(plan, target, systemd, bus_address))
     except (FleetError, OSError) as err:
         raise click.ClickException(f"applying {name} failed: {err}") from err
-    for change in target.changes:
-        log.info("%s", change)
     click.echo(f"{name}: applied, {len(target.changes)} change(s)")
 
 

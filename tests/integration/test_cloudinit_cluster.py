@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetd.cloudinit.discovery import new_discovery_url
+from fleetd.cloudinit.discovery import DiscoveryServer, new_discovery_url
 from fleetd.cluster.host import Host, HostSpec, boot_hosts
-from fleetd.etcdserver import EtcdServer, check_port_free, free_port
+from fleetd.errors import CloudConfigError
+from fleetd.etcdserver import EtcdServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,67 +68,12 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
     return time.monotonic() - started
 
 
-class DiscoveryService:
-    """An etcd on loopback with the v2 API, serving etcd's discovery protocol."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.client_port = free_port()
-        self.peer_port = free_port(exclude={self.client_port})
-        self.url = f"http://127.0.0.1:{self.client_port}"
-        self.data_dir = state_dir / "discovery-etcd"
-        self.log_path = state_dir / "discovery-etcd.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = EtcdServer.binary()
-        assert binary is not None
-        for port in (self.client_port, self.peer_port):
-            check_port_free("127.0.0.1", port)
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        argv = [
-            binary,
-            "--name=discovery",
-            f"--data-dir={self.data_dir}",
-            "--enable-v2",
-            f"--listen-client-urls={self.url}",
-            f"--advertise-client-urls={self.url}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=discovery={peer}",
-        ]
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=environment
-            )
-        wait_until(self.healthy, 15, "the discovery etcd to become healthy")
-
-    def healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"discovery etcd exited; read {self.log_path}")
-        try:
-            with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
-                return bool(json.loads(reply.read()).get("health") == "true")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
-def discovery(state_root: Path) -> Iterator[DiscoveryService]:
-    service = DiscoveryService(state_root)
-    service.start()
-    yield service
-    service.stop()
+def discovery(state_root: Path) -> Iterator[DiscoveryServer]:
+    server = DiscoveryServer(state_root / "discovery-etcd")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -180,7 +126,7 @@ def provision(host: Host, config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_bare_hosts_become_cluster(
-    bare_hosts: list[Host], discovery: DiscoveryService, state_root: Path
+    bare_hosts: list[Host], discovery: DiscoveryServer, state_root: Path
 ) -> None:
     url = new_discovery_url(discovery.url, size=3)
     client_port = free_port()
@@ -246,7 +192,7 @@ def test_bare_hosts_become_cluster(
 
 
 def test_second_run_changes_no_file(
-    bare_hosts: list[Host], discovery: DiscoveryService, state_root: Path
+    bare_hosts: list[Host], discovery: DiscoveryServer, state_root: Path
 ) -> None:
     url = new_discovery_url(discovery.url, size=1)
     config = state_root / "cloud-config.yaml"
@@ -271,3 +217,15 @@ def test_second_run_changes_no_file(
 
     wait_until(lambda: active("etcd.service"), 60, "etcd.service to be active")
     wait_until(lambda: active("fleet.service"), 60, "fleet.service to be active")
+
+
+def test_discovery_token_sets_size(discovery: DiscoveryServer) -> None:
+    url = new_discovery_url(discovery.url, size=5, token="f" * 32)
+    assert url == f"{discovery.url}/v2/keys/discovery/{'f' * 32}"
+    with urllib.request.urlopen(url + "/_config/size", timeout=5) as reply:
+        assert json.loads(reply.read())["node"]["value"] == "5"
+
+
+def test_discovery_needs_v2_api(etcd_server: EtcdServer) -> None:
+    with pytest.raises(CloudConfigError, match="start that etcd with --enable-v2"):
+        new_discovery_url(etcd_server.client_url, size=3)
