@@ -29,7 +29,7 @@ KEYS_END = "# END keys managed by fleet-cloudinit"
 
 
 class UnitControl(Protocol):
-    """What applying needs from systemd; fleetd.cloudinit.systemctl has it."""
+    """The systemd calls that applying makes; systemctl.SystemdControl has them."""
 
     async def reload(self) -> None:
         """Reload unit files (daemon-reload)."""
@@ -43,7 +43,7 @@ class UnitControl(Protocol):
 
 @dataclass
 class Target:
-    """Where to apply: ``root`` is "/" on a real host."""
+    """The directory a plan is applied under, "/" on a real host."""
 
     root: Path
     units_source: Path | None = None
@@ -286,8 +286,8 @@ def _install_keys(
 ) -> None:
     """Merge the keys into the managed block of the user's authorized_keys.
 
-    Lines outside the block are the user's own and are kept; keys already in
-    the block stay, so the block grows to the union over all runs.
+    Lines outside the block are the user's own and are kept. Keys already in
+    the block stay too, so the block holds the keys of every run so far.
     """
     account = accounts[user]
     ssh_dir = PurePosixPath(account.home) / ".ssh"

@@ -165,7 +165,7 @@ def _read_source(source: Path) -> str:
             return sys.stdin.read()
         return source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise click.ClickException(f"cannot read {source}: {err}") from err
+        raise click.ClickException(f"failed to read {source}: {err}") from err
 
 
 async def _apply(

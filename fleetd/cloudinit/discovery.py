@@ -86,7 +86,7 @@ class DiscoveryServer:
         return f"http://{self.host}:{self.client_port}"
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start etcd and wait until it answers /health.
+        """Start etcd and wait until its /health endpoint reports healthy.
 
         Raises CloudConfigError if etcd is missing, a port is taken, or it
         does not become healthy within ``timeout`` seconds.

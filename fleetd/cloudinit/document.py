@@ -52,7 +52,7 @@ def read(
 ) -> tuple[Plan, Report]:
     """Check ``text`` and return its plan with every problem found.
 
-    The plan is only safe to apply when the report holds no error.
+    The plan is only safe to apply when the report contains no error.
     ``stand_in`` lets variables without a value pass, for --validate.
     """
     report = Report()

@@ -2,9 +2,9 @@
 
 etcd 0.4 took ``host:port`` addresses; etcd 3.4 takes URLs under other flag
 names, so each key is translated to the ETCD_* variable etcd 3.4 reads. One
-difference is deliberate: etcd 0.4 listened on 0.0.0.0 unless ``bind-addr``
-said otherwise, and here etcd listens on the ``addr`` host itself, so
-several hosts that share a network namespace can each run a member.
+difference is deliberate. etcd 0.4 listened on 0.0.0.0 unless ``bind-addr``
+was given, but here etcd listens on the ``addr`` host itself, so several
+hosts that share a network namespace can each run a member.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Each value is checked by fleetd's own configuration reader, so a value the
 processor accepts is one fleetd accepts. The variables go into a runtime
-drop-in for fleet.service, together with the etcd servers of the etcd that
-the same cloud-config configures, when ``etcd_servers`` is not given: fleetd's
-default endpoints on 127.0.0.1 would miss an etcd that listens on the host's
-own address.
+drop-in for fleet.service. Without ``etcd_servers``, the drop-in also names
+the etcd that the same cloud-config configures, because fleetd's default
+endpoints on 127.0.0.1 would miss an etcd that listens on the host's own
+address.
 """
 
 from __future__ import annotations

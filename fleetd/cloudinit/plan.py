@@ -102,7 +102,7 @@ class Enable:
 
 @dataclass
 class Plan:
-    """Everything one cloud-config asks for, in the order it is applied."""
+    """The steps of one cloud-config, in the order they are applied."""
 
     hostname: tuple[str, int] | None = None
     users: list[User] = field(default_factory=list)

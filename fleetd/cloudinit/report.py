@@ -9,7 +9,7 @@ import yaml
 
 
 class Severity(enum.Enum):
-    """How bad a problem is: errors stop the file from being applied."""
+    """The severity of a problem; an error stops the file from being applied."""
 
     ERROR = "error"
     WARNING = "warning"

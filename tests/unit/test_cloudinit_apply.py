@@ -272,7 +272,7 @@ def test_cli_needs_file() -> None:
     assert "name the cloud-config with --from-file PATH" in result.output
 
 
-def test_cli_metadata_missing_fails(tmp_path: Path, root: Path) -> None:
+def test_cli_invalid_metadata_fails(tmp_path: Path, root: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
         "#cloud-config\nhostname: a\n"

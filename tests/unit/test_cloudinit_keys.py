@@ -164,8 +164,8 @@ def test_users_problems() -> None:
 )
 def test_write_files_encodings(encoding: str, content: str | None) -> None:
     if content is None:
-        # Raw gzip bytes cannot be YAML text; CoreOS read them as latin-1 text
-        # too rarely to support, so gzip alone is checked to fail cleanly.
+        # Raw gzip bytes are not valid YAML text, so plain gzip content can
+        # only fail to decode; the test pins that error.
         _, report = read(
             f"write_files:\n  - path: /run/a\n    encoding: {encoding}\n"
             "    content: hello\n"
