@@ -34,7 +34,7 @@ JOURNAL_CHUNK = 65536
 
 @dataclass(frozen=True)
 class ApiEndpoint:
-    """Where the API is: a unix socket path, or a host and port over HTTP(S)."""
+    """An API location: a unix socket path, or a host and port over HTTP(S)."""
 
     url: str
     socket_path: str = ""

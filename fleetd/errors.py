@@ -26,7 +26,7 @@ class ClusterError(FleetError):
 
 
 class ApiError(FleetError):
-    """A fleet API request failed with an HTTP error status; ``status`` holds it."""
+    """A fleet API request that failed with an HTTP error, whose code is ``status``."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -1,9 +1,9 @@
-"""What the API handlers read and write: the registry mirror and etcd.
+"""The data source of the API handlers: the registry mirror and etcd.
 
 Reads come from the registry mirror that the engine and the agent also use,
 so a page of 10,000 units costs no etcd round trip. A write goes to etcd and
 then waits, up to ``write_timeout`` seconds, until the mirror shows it, so a
-client that reads right after its own write sees the write.
+client that reads right after its own write gets the new value.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``GET /fleet/v1/units/<name>/journal``: a unit's journal from any machine.
 
 This resource is not in the original API. It lets fleetctl's API driver read
-a journal with no access to etcd and no SSH: the local fleetd runs
-journalctl when the unit is placed here, and otherwise fetches the journal
-from the fleetd of the unit's machine over the signed peer channel.
+a journal with no access to etcd and no SSH. The local fleetd runs
+journalctl when the unit is placed on its machine. Otherwise it fetches the
+journal from the fleetd of the unit's machine over the signed peer channel.
 """
 
 from __future__ import annotations

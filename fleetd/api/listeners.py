@@ -25,7 +25,7 @@ LISTEN_FDS_START = 3
 
 
 class ListenerError(FleetError):
-    """An API listener could not be opened; the message says which and why."""
+    """An API listener could not be opened; the message names it and the cause."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def bind_unix_socket(path: Path) -> socket.socket:
     """Bind a unix stream socket at ``path`` that only its owner may connect to.
 
     A stale socket file from an earlier run is removed. Raises ListenerError
-    when a server still answers there or the path is some other kind of file.
+    when a server still accepts connections there or the path is not a socket.
     """
     if path.is_symlink() or path.exists():
         if not stat.S_ISSOCK(path.lstat().st_mode):
@@ -85,8 +85,8 @@ def bind_unix_socket(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
-        # Connections are refused until listen(), so nobody gets in before
-        # the mode is owner-only.
+        # Connections are refused until listen(), so no client connects
+        # before the mode is owner-only.
         os.chmod(path, 0o600)
     except OSError as err:
         sock.close()

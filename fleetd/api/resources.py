@@ -27,8 +27,8 @@ from fleetd.model import DesiredState
 from fleetd.rules import validate_options
 from fleetd.unit import UnitNameInfo, validate_unit_name
 
-# The most operations one machines PATCH may carry: they are written in one
-# etcd transaction, and etcd allows 128 operations per transaction by default.
+# The maximum number of operations in one machines PATCH. They are written in
+# one etcd transaction, and etcd allows 128 operations per transaction by default.
 MAX_METADATA_OPERATIONS = 128
 
 
@@ -57,7 +57,7 @@ def error_body(status: int, message: str) -> JSONObject:
 
 @dataclass(frozen=True)
 class ApiRequest:
-    """What a handler needs of an HTTP request."""
+    """The parts of an HTTP request that a handler uses."""
 
     method: str
     query: Mapping[str, Sequence[str]]
@@ -109,7 +109,7 @@ def _decode_json(request: ApiRequest) -> Any:
 
 def discovery(backend: ApiBackend, request: ApiRequest) -> Reply:
     if request.method != "GET":
-        # The original answered other methods with 400, not 405.
+        # The original returned 400 for other methods, not 405.
         raise HttpError(400, "only GET supported against this resource")
     return Reply(200, discovery_document())
 

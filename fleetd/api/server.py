@@ -83,7 +83,7 @@ def split_path(raw_path: str) -> tuple[str, list[str]] | None:
 
 
 class ApiServer:
-    """The API on its listeners, answering from ``backend``."""
+    """The API served on its listeners from ``backend``."""
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class ApiServer:
         return app
 
     async def start(self) -> None:
-        """Open every listener and start answering (503 until ready).
+        """Open every listener and start serving (503 until ready).
 
         Raises ListenerError when a listener cannot be opened.
         """
