@@ -86,6 +86,9 @@ class Engine:
         await self.mirror.synced.wait()
         while True:
             await self.presence.registered.wait()
+            # Cleared before the pass, so a change that arrives during the
+            # pass starts the next one at once instead of after the interval.
+            self._wake.clear()
             try:
                 leader = self.mirror.view.leader
                 if leader not in ("", self.machine_id):
@@ -101,7 +104,6 @@ class Engine:
                 self.leader_revision = 0
             except RegistryError as err:
                 log.warning("engine pass failed: %s", err)
-            self._wake.clear()
             try:
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
