@@ -1,10 +1,11 @@
 """The agent role: make systemd on this machine match the registry.
 
 The agent reads the mirror for the units placed on its machine (and the global
-units its machine matches), plans tasks with the pure reconciler, runs them
-through systemd over D-Bus with one daemon-reload per batch, and publishes
-each local unit's systemd state on the machine lease whenever systemd signals
-a change.
+units its machine matches) and plans tasks with the pure reconciler. It runs
+them through systemd over D-Bus, with at most one daemon-reload per batch and
+none for a batch that only adds units and starts them. It publishes each
+local unit's systemd state on the machine lease whenever systemd signals a
+change.
 """
 
 from __future__ import annotations
@@ -146,9 +147,9 @@ class Agent:
     ) -> None:
         """Run ``tasks``: file changes in order, then stops and starts.
 
-        A daemon-reload between the two runs only when _needs_reload says
-        systemd could hold an outdated copy of a unit. The stops, then the
-        starts, are sent to systemd concurrently.
+        A daemon-reload between the two runs only when _needs_reload returns
+        True, because systemd could hold an outdated copy of a unit. The
+        stops, then the starts, are sent to systemd concurrently.
         """
         reload = await self._needs_reload(tasks, targets)
         for task in tasks:
@@ -167,8 +168,8 @@ class Agent:
         retry = [task for task in failed if task.unit in loaded]
         if retry and not reload:
             # systemd notices new unit files by the modification time of
-            # its unit directories; two links within one tick of that clock
-            # can leave a unit not found. A reload reads every file again.
+            # its unit directories. Two links within one tick of that clock
+            # can leave a unit not found, and a reload reads every file again.
             log.info("retrying %d starts after a daemon-reload", len(retry))
             await self._reload()
             await asyncio.gather(*(self._run_logged(task, targets) for task in retry))
@@ -181,7 +182,7 @@ class Agent:
         """Tell whether ``tasks`` need a daemon-reload after their file changes.
 
         systemd (checked with version 252) loads a unit file it has not
-        loaded yet, or has loaded as not-found, when a start asks for the
+        loaded yet, or has loaded as not-found, when a start requests the
         unit, so new units that are started at once need no reload. A reload
         is still needed after an unload, for a unit that is only loaded, for
         a unit systemd has loaded from an older file, and for an [Install]
