@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,6 +155,12 @@ def main(
     systemd = not no_systemd and target.is_live
     try:
         asyncio.run(_apply(plan, target, systemd, bus_address))
+    except subprocess.CalledProcessError as err:
+        output = (err.stderr or "").strip()
+        raise click.ClickException(
+            f"applying {name} failed: {' '.join(err.cmd)} exited with status "
+            f"{err.returncode}: {output}"
+        ) from err
     except (FleetError, OSError) as err:
         raise click.ClickException(f"applying {name} failed: {err}") from err
     click.echo(f"{name}: applied, {len(target.changes)} change(s)")
