@@ -202,6 +202,14 @@ def test_second_run_changes_no_file(
         )
     )
     host = bare_hosts[0]
+    broken = state_root / "broken.yaml"
+    broken.write_text(config.read_text() + "    - name: web\n")
+    rejected = provision(host, broken)
+    assert rejected.returncode == 1
+    assert "nothing was changed" in rejected.stderr
+    listing = host.run(["ls", "/run/systemd/system"], check=True).stdout.split()
+    assert "etcd.service.d" not in listing
+
     first = provision(host, config)
     assert first.returncode == 0, first.stderr
     assert "wrote /run/systemd/system/etcd.service.d/20-cloudinit.conf" in first.stderr

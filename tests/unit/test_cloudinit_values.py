@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,37 @@ def test_metadata_value_not_address() -> None:
     assert [p.message for p in report.errors] == [
         "invalid $private_ipv4 'eth0' from /m: give an IPv4 address"
     ]
+
+
+def test_detect_addresses_from_ip_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    output = (
+        '[{"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},'
+        ' {"ifname": "eth0", "addr_info": [{"local": "169.254.1.1"},'
+        ' {"local": "10.0.0.7"}]},'
+        ' {"ifname": "eth1", "addr_info": [{"local": "1.2.3.4"}]}]'
+    )
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        assert argv[1:] == ["-json", "-4", "addr", "show", "scope", "global"]
+        return subprocess.CompletedProcess(argv, 0, stdout=output, stderr="")
+
+    monkeypatch.setattr(metadata.subprocess, "run", fake_run)
+    monkeypatch.setattr(metadata.shutil, "which", lambda name: "/sbin/ip")
+    assert metadata.detect_addresses() == {
+        "$private_ipv4": "10.0.0.7",
+        "$public_ipv4": "1.2.3.4",
+    }
+
+
+def test_detect_private_only_fills_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    output = '[{"ifname": "eth0", "addr_info": [{"local": "192.168.5.5"}]}]'
+    monkeypatch.setattr(
+        metadata.subprocess,
+        "run",
+        lambda argv, **kwargs: subprocess.CompletedProcess(argv, 0, stdout=output),
+    )
+    monkeypatch.setattr(metadata.shutil, "which", lambda name: "/sbin/ip")
+    assert metadata.detect_addresses() == {
+        "$private_ipv4": "192.168.5.5",
+        "$public_ipv4": "192.168.5.5",
+    }
