@@ -192,7 +192,14 @@ class ApiServer:
     def _activated(self, path: Path) -> bool:
         # A socket unit on api_socket hands fleetd that very socket, which
         # must not be replaced by a new one at the same path.
-        return any(address == str(path) for address in self.addresses)
+        # systemd reports the path after resolving links, so /var/run/fleet.sock
+        # arrives as /run/fleet.sock.
+        wanted = os.path.realpath(path)
+        return any(
+            os.path.realpath(address) == wanted
+            for address in self.addresses
+            if address.startswith("/")
+        )
 
     async def close(self) -> None:
         if self._runner is not None:
