@@ -54,7 +54,8 @@ class Agent:
         self._published: dict[str, UnitState] = {}
         # Unit name -> (file hash, its requirements or None if it does not parse).
         self._parsed: dict[str, tuple[str, Requirements | None]] = {}
-        self._wake = mirror.subscribe()
+        # targets() does not read the unit states agents publish.
+        self._wake = mirror.subscribe(ignore=(keys.STATES,))
         self._publish_wake = asyncio.Event()
         presence.on_register(self._on_register)
 

@@ -56,7 +56,8 @@ class Engine:
         self.interval = interval
         self.leader_revision = 0
         self._requirements: dict[str, _Cached] = {}
-        self._wake = mirror.subscribe()
+        # Placement does not depend on the unit states agents publish.
+        self._wake = mirror.subscribe(ignore=(keys.STATES,))
 
     @property
     def machine_id(self) -> str:

@@ -25,18 +25,26 @@ class RegistryMirror:
         self.view = RegistryView()
         self.revision = 0
         self._retry_interval = retry_interval
-        self._subscribers: list[asyncio.Event] = []
+        self._subscribers: list[tuple[asyncio.Event, tuple[str, ...]]] = []
         self.synced = asyncio.Event()
 
-    def subscribe(self) -> asyncio.Event:
-        """Return an event that is set after every change the mirror applies."""
+    def subscribe(self, ignore: tuple[str, ...] = ()) -> asyncio.Event:
+        """Return an event that is set after every change the mirror applies.
+
+        Changes of keys that start with one of ``ignore`` do not set it,
+        unless other keys changed with them. Every full read sets it.
+        """
         event = asyncio.Event()
-        self._subscribers.append(event)
+        self._subscribers.append((event, ignore))
         return event
 
-    def _notify(self) -> None:
-        for event in self._subscribers:
-            event.set()
+    def _notify(self, keys: list[str] | None = None) -> None:
+        for event, ignore in self._subscribers:
+            relevant = keys is None or not ignore
+            if not relevant and keys is not None:
+                relevant = any(not key.startswith(ignore) for key in keys)
+            if relevant:
+                event.set()
 
     async def resync(self) -> None:
         revision, pairs = await self.registry.read_all()
@@ -56,7 +64,7 @@ class RegistryMirror:
                     for key, value in changes:
                         self.view.apply(key, value)
                     self.revision = revision
-                    self._notify()
+                    self._notify([key for key, _ in changes])
             except Compacted as err:
                 log.info("registry watch compacted, reading everything again: %s", err)
             except RegistryError as err:
