@@ -355,14 +355,15 @@ class _Planner:
                     return victim.name
                 group.add(member.name)
         _, skipped = self._agent_view(node, group, info)
-        if any(not unit.is_global for unit in skipped):
+        if any(not unit.is_global for unit, _ in skipped):
             return victims[0].name
         return None
 
     def _agent_view(
         self, node: _Node, without: set[str], extra: _Info | None
-    ) -> tuple[list[_Info], list[_Info]]:
-        """Return the units the agent of ``node`` would take and skip.
+    ) -> tuple[list[_Info], list[tuple[_Info, str]]]:
+        """Return the units the agent of ``node`` would take, and those it
+        would skip, each with the unit it conflicts with.
 
         The units are those placed on ``node`` except ``without``, plus
         ``extra`` and the active global units whose metadata matches. The
@@ -382,15 +383,20 @@ class _Planner:
             if unit.matching is None or node.id in unit.matching
         ]
         taken: list[_Info] = []
-        skipped: list[_Info] = []
+        skipped: list[tuple[_Info, str]] = []
         for unit in sorted(members, key=_name):
-            if any(
-                rules.conflicts(unit.name, unit.req, other.name, other.req)
-                for other in taken
-            ):
-                skipped.append(unit)
-            else:
+            blocker = next(
+                (
+                    other.name
+                    for other in taken
+                    if rules.conflicts(unit.name, unit.req, other.name, other.req)
+                ),
+                None,
+            )
+            if blocker is None:
                 taken.append(unit)
+            else:
+                skipped.append((unit, blocker))
         return taken, skipped
 
     def _with_followers(self, info: _Info, node: _Node) -> list[_Info]:
@@ -660,8 +666,13 @@ class _Planner:
                 member, node.id, f"no longer fits machine {node.id}: {phrase}"
             )
             self.queue.add(name)
-        # Global units skipped because of a moved unit run again.
-        taken, _ = self._agent_view(node, set(), None)
+        # A global unit skipped because of a moved unit runs again, and may
+        # push out another global unit that conflicts with it.
+        taken, skipped = self._agent_view(node, set(), None)
+        for unit, blocker in skipped:
+            if unit.name in node.units:
+                self._detach(unit, node)
+            self.global_skips[(node.id, unit.name)] = (_CONFLICT, blocker)
         for unit in taken:
             if unit.name not in node.units:
                 self._attach(unit, node)
