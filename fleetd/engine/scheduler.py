@@ -10,12 +10,19 @@ machines and returns the tasks that make them agree, following fleet's engine:
   ties broken by machine ID. Load is the number of units on a machine, global
   units and the earlier decisions of the same plan included.
 
-A machine fits a unit when these checks pass, in this order: MachineID,
-MachineMetadata, MachineOf (every peer is on the machine), Conflicts (globs in
-both directions, against every unit there, global units included) and
-Replaces (no unit there replaces this one). A unit placed next to a unit that
-it replaces moves that unit to the least-loaded other machine that fits it.
-MachineOf followers move with their peer.
+A machine fits a unit when five checks pass, in this order:
+
+1. MachineID: the machine has that full or 8-character ID;
+2. MachineMetadata: the machine's metadata matches;
+3. MachineOf: every peer is on the machine;
+4. Conflicts: no glob of the unit matches a unit there, and no glob of a
+   unit there matches the unit, global units included;
+5. Replaces: no unit there replaces the unit.
+
+A unit placed next to a unit that it replaces moves that unit to the
+least-loaded other machine that fits it. MachineOf followers move with their
+peer. The move happens in the same plan, and the new machine must pass every
+check for the moved unit.
 
 The engine never places global units. A machine runs the global units whose
 metadata matches, taken in name order together with the units placed there,
@@ -40,7 +47,7 @@ from fleetd.rules import MetadataCondition, Requirements
 
 @dataclass(frozen=True, slots=True)
 class UnitSpec:
-    """One unit as the scheduler sees it: requirements, desired state, placement."""
+    """One unit as input to the scheduler: requirements, desired state, placement."""
 
     name: str
     requirements: Requirements
@@ -97,6 +104,7 @@ class _Info:
 
     __slots__ = (
         "conflicts",
+        "free",
         "is_global",
         "matched_by",
         "matching",
@@ -125,14 +133,12 @@ class _Info:
         self.matched_by = matched_by
         # Replaces is ignored on global units: the engine cannot move them.
         self.replaces = bool(self.req.replaces) and not self.is_global
-        # True when only a unit with Replaces can keep it off a machine.
-        self.plain = not (
-            self.req.machine_id
-            or matching is not None
-            or self.req.peers
-            or self.conflicts
-            or matched_by
-            or self.replaces
+        # True when no Conflicts glob involves it and it replaces nothing,
+        # so only a unit with Replaces can clash with it.
+        self.free = not (self.conflicts or matched_by or self.replaces)
+        # True when, in addition, no machine requirement or peer limits it.
+        self.plain = self.free and not (
+            self.req.machine_id or matching is not None or self.req.peers
         )
 
 
@@ -362,8 +368,9 @@ class _Planner:
     def _agent_view(
         self, node: _Node, without: set[str], extra: _Info | None
     ) -> tuple[list[_Info], list[tuple[_Info, str]]]:
-        """Return the units the agent of ``node`` would take, and those it
-        would skip, each with the unit it conflicts with.
+        """Return the units the agent of ``node`` would take and skip.
+
+        Each skipped unit comes with the name of the unit it conflicts with.
 
         The units are those placed on ``node`` except ``without``, plus
         ``extra`` and the active global units whose metadata matches. The
@@ -515,9 +522,10 @@ class _Planner:
     def _settle_node(self, node: _Node, kept: list[_Info]) -> None:
         """Take the units of ``node`` in name order as its agent would.
 
-        A unit that conflicts with one taken before it, is replaced by one,
-        or lost its MachineOf peer leaves; removing a unit that lost its peer
-        can change what else is taken, so the pass repeats until stable.
+        A unit leaves when it conflicts with a unit taken before it, when a
+        unit there replaces it, or when its MachineOf peer is gone. Removing a
+        unit that lost its peer can change what else is taken, so the pass
+        repeats until nothing changes.
         """
         here = [g for g in self.globals if g.matching is None or node.id in g.matching]
         replaced = self._replaced_among(kept)
@@ -533,7 +541,10 @@ class _Planner:
             for info in members:
                 if info.name in lost_peer:
                     continue
-                failure = self.clash(info, node)
+                if info.free and not node.replacers:
+                    failure = None
+                else:
+                    failure = self.clash(info, node)
                 if failure is None:
                     self._attach(info, node)
                 else:
@@ -608,8 +619,11 @@ class _Planner:
             self._decide(info)
 
     def _peer_order(self, queued: list[_Info], members: set[str]) -> list[_Info]:
-        """Order ``queued`` (in name order) so that each unit comes after its
-        peers among ``members``."""
+        """Return ``queued``, in name order, with each unit after its peers.
+
+        Only peers among ``members`` count; the others are placed already or
+        not placed in this pass. A MachineOf cycle is placed in name order.
+        """
         order: list[_Info] = []
         done: set[str] = set()
         for first in queued:
@@ -897,9 +911,9 @@ def explain(
 ) -> list[str]:
     """Say, one line per machine in ID order, why it can or cannot run ``unit``.
 
-    The lines describe the cluster as it is placed now, after dropping the
-    placements a plan would remove. Raises FleetError if ``unit`` is not
-    among ``units``.
+    The lines describe the cluster as placed now, less the placements that
+    ``plan`` would remove because they no longer hold. Raises FleetError if
+    ``unit`` is not among ``units``.
     """
     planner = _Planner(units, machines)
     info = planner.infos.get(unit)

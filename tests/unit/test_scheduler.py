@@ -120,7 +120,7 @@ def test_global_units_count_as_load() -> None:
 
     result = plan(units, machines)
 
-    # M1 holds one filler unit and M2 one global unit, so the tie goes to M1.
+    # M1 has one filler unit and M2 one global unit, so the tie goes to M1.
     assert placements(result) == {"web.service": M1}
 
 
@@ -590,7 +590,15 @@ def test_replace_ring_ends() -> None:
 
     result = plan(units, machines)
 
-    assert len(result.tasks) < 10
+    # a.service takes M1 and moves b.service to M2, which moves c.service
+    # to M1, which moves a.service on. There a.service could replace
+    # b.service again, but b.service has moved once, so a.service takes M3.
+    assert placements(result) == {
+        "b.service": M2,
+        "c.service": M1,
+        "a.service": M3,
+    }
+    assert result.unplaceable == {}
 
 
 # Determinism
