@@ -601,6 +601,48 @@ def test_replace_ring_ends() -> None:
     assert result.unplaceable == {}
 
 
+def test_replaced_peer_cannot_move() -> None:
+    units = [
+        unit("old.service", M1),
+        unit("new.service", peers=["old.service"], replaces=["old.service"]),
+    ]
+
+    one = plan(units, [machine(M1)])
+    two = plan(units, [machine(M1), machine(M2)])
+
+    assert one.unplaceable == {
+        "new.service": "cannot move old.service away on any machine (1 machine checked)"
+    }
+    assert two.unplaceable == {
+        "new.service": "no machine fits (2 machines checked): "
+        "1 machine without peer old.service; "
+        "1 machine where old.service cannot move away"
+    }
+
+
+def test_replace_move_reruns_global_units() -> None:
+    machines = [machine(M1), machine(M2)]
+    units = [
+        unit("b-old.service", M1),
+        unit("c-global.service", is_global=True, conflicts=["b-old.service"]),
+        unit("d-global.service", is_global=True, conflicts=["c-global.service"]),
+        *filler(2, M2),
+        unit("a-new.service", replaces=["b-old.service"]),
+        unit("z-app.service", conflicts=["d-global.service"]),
+    ]
+
+    result = plan(units, machines)
+
+    # Once b-old.service leaves M1, c-global.service runs there and pushes
+    # out d-global.service, so z-app.service fits M1, the less loaded. The
+    # conflict check comes before Replaces, hence the reason for b-old.
+    assert placements(result) == {"a-new.service": M1, "z-app.service": M1}
+    assert result.unplaceable == {
+        "b-old.service": "conflicts with c-global.service on every machine "
+        "(2 machines checked)"
+    }
+
+
 # Determinism
 
 
