@@ -1,8 +1,9 @@
 """Measure the scheduler: placement decisions per second of compute.
 
-Builds 10,000 units over 1,000 machines and times ``plan`` in three passes:
+Builds 10,000 units over 1,000 machines and times ``plan`` in four passes:
 the first placement of every unit, the pass after 10% of the machines go
-away, and a pass with nothing to change. A decision is a unit placed or found
+away, a pass with nothing to change, and a pass that adds an anti-affinity
+group with more units than machines. A decision is a unit placed or found
 unplaceable. Run it as ``python bench/bench_placement.py`` (options:
 ``--units``, ``--machines``, ``--seed``, ``--repeat``).
 
@@ -152,10 +153,24 @@ def main() -> None:
     after_loss, loss_seconds = timed(placed, survivors, args.repeat)
     report("10% of machines gone", after_loss, loss_seconds)
 
-    steady, steady_seconds = timed(apply(placed, after_loss), survivors, args.repeat)
+    settled = apply(placed, after_loss)
+    steady, steady_seconds = timed(settled, survivors, args.repeat)
     report("nothing to change", steady, steady_seconds)
 
-    total = first_seconds + loss_seconds + steady_seconds
+    # An anti-affinity group with machines/5 more units than live machines:
+    # the extra units are unplaceable and get a reason on every pass.
+    group = [
+        UnitSpec(
+            f"solo@{index}.service",
+            Requirements(conflicts=("solo@*.service",)),
+            DesiredState.LAUNCHED,
+        )
+        for index in range(len(survivors) + args.machines // 5)
+    ]
+    crowded, crowded_seconds = timed(settled + group, survivors, args.repeat)
+    report(f"+{len(group)} units, 1 group", crowded, crowded_seconds)
+
+    total = first_seconds + loss_seconds + steady_seconds + crowded_seconds
     runs = f"fastest of {args.repeat} runs per pass"
     print(f"total compute time {total * 1000:.1f} ms ({runs})")
 

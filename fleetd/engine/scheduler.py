@@ -33,6 +33,7 @@ Same input, same plan: every loop runs in unit name or machine ID order.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -760,11 +761,26 @@ class _Planner:
         return pool
 
     def _why_not(self, info: _Info) -> str:
-        failures = [
-            failure
-            for node in self.nodes.values()
-            if (failure := self.failure(info, node)) is not None
-        ]
+        req = info.req
+        if req.machine_id or info.matching is not None or req.peers or info.replaces:
+            failures = [
+                failure
+                for node in self.nodes.values()
+                if (failure := self.failure(info, node)) is not None
+            ]
+            return _summary(failures, len(self.nodes), info)
+
+        # Only Conflicts and Replaces can fail, so check just those. This
+        # runs on every machine for each unplaceable unit, on every pass.
+        failures = []
+        for node in self.nodes.values():
+            other = self._conflicting(info, node.id)
+            if other is not None:
+                failures.append((_CONFLICT, other))
+            elif node.replacers:
+                failure = self.clash(info, node)
+                if failure is not None:
+                    failures.append(failure)
         return _summary(failures, len(self.nodes), info)
 
     def result(self) -> Plan:
@@ -791,10 +807,11 @@ def _count(number: int, noun: str) -> str:
 
 
 def _names(names: Iterable[str]) -> str:
-    distinct = sorted(set(names))
+    distinct = set(names)
+    first = heapq.nsmallest(3, distinct)
     if len(distinct) <= 3:
-        return ", ".join(distinct)
-    return f"{', '.join(distinct[:3])} and {len(distinct) - 3} more"
+        return ", ".join(first)
+    return f"{', '.join(first)} and {len(distinct) - 3} more"
 
 
 def _describe_metadata(conditions: Sequence[MetadataCondition]) -> str:
@@ -832,9 +849,10 @@ def _summary(failures: list[_Failure], machine_count: int, info: _Info) -> str:
     checked = f"{_count(machine_count, 'machine')} checked"
     if machine_count == 0:
         return "no live machines"
-    by_kind: dict[int, list[str]] = {}
-    for kind, value in sorted(failures):
-        by_kind.setdefault(kind, []).append(value)
+    grouped: dict[int, list[str]] = {}
+    for kind, value in failures:
+        grouped.setdefault(kind, []).append(value)
+    by_kind = {kind: grouped[kind] for kind in sorted(grouped)}
     if not by_kind:
         return f"no machine fits ({checked})"
 
