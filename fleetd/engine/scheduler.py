@@ -17,7 +17,8 @@ A machine fits a unit when five checks pass, in this order:
 3. MachineOf: every peer is on the machine;
 4. Conflicts: no glob of the unit matches a unit there, and no glob of a
    unit there matches the unit, global units included;
-5. Replaces: no unit there replaces the unit.
+5. Replaces: no unit there replaces the unit, and every unit there that it
+   replaces can move away.
 
 A unit placed next to a unit that it replaces moves that unit to the
 least-loaded other machine that fits it. MachineOf followers move with their
@@ -528,10 +529,12 @@ class _Planner:
         unit that lost its peer can change what else is taken, so the pass
         repeats until nothing changes.
         """
-        here = [g for g in self.globals if g.matching is None or node.id in g.matching]
+        matching_globals = [
+            g for g in self.globals if g.matching is None or node.id in g.matching
+        ]
         replaced = self._replaced_among(kept)
         members = sorted(
-            [info for info in kept if info.name not in replaced] + here,
+            [info for info in kept if info.name not in replaced] + matching_globals,
             key=lambda info: info.name,
         )
         lost_peer: dict[str, _Failure] = {}
@@ -571,7 +574,7 @@ class _Planner:
                 self._evict(info, node.id, (_REPLACED, replaced[name]))
             else:
                 self._evict(info, node.id, lost_peer.get(name) or skipped[name])
-        for info in here:
+        for info in matching_globals:
             if info.name not in node.units:
                 self.global_skips[(node.id, info.name)] = skipped[info.name]
 
