@@ -39,6 +39,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import filterfalse
+from operator import attrgetter
 from typing import Literal
 
 from fleetd import rules
@@ -131,7 +132,8 @@ class _Info:
         self.matching = matching
         # Distinct Conflicts globs of this unit, and those of any unit that
         # match this unit's name.
-        self.conflicts = tuple(dict.fromkeys(self.req.conflicts))
+        conflicts = self.req.conflicts
+        self.conflicts = tuple(dict.fromkeys(conflicts)) if conflicts else ()
         self.matched_by = matched_by
         # Replaces is ignored on global units: the engine cannot move them.
         self.replaces = bool(self.req.replaces) and not self.is_global
@@ -206,7 +208,7 @@ class _Planner:
         for node in self.nodes.values():
             self.short_ids.setdefault(node.id[:8], []).append(node)
 
-        specs = sorted(units, key=lambda spec: spec.name)
+        specs = sorted(units, key=attrgetter("name"))
         self._globs_by_prefix: dict[str, list[str]] = {}
         for spec in specs:
             for glob in spec.requirements.conflicts:
@@ -718,7 +720,7 @@ class _Planner:
                 ):
                     best = node
             return best
-        pool = self._pool(info)
+        pool = self.pools[()] if info.matching is None else self._pool(info)
         nodes = self.nodes
         if info.plain:
             for load in pool.loads:
