@@ -1,8 +1,8 @@
 """Measure the scheduler: placement decisions per second of compute.
 
-Builds 10,000 units over 1,000 machines and times ``plan`` in four passes:
-the first placement of every unit, the pass after 10% of the machines go
-away, a pass with nothing to change, and a pass that adds an anti-affinity
+Builds 10,000 units over 1,000 machines and times ``plan`` in four passes.
+The first places every unit, the second runs after 10% of the machines go
+away, and the third has nothing to change. The fourth adds an anti-affinity
 group with more units than machines. A decision is a unit placed or found
 unplaceable. Run it as ``python bench/bench_placement.py`` (options:
 ``--units``, ``--machines``, ``--seed``, ``--repeat``).
