@@ -98,11 +98,15 @@ class Agent:
         machine = view.machines.get(self.machine_id, self.presence.machine)
         targets: dict[str, TargetUnit] = {}
         global_specs: list[UnitSpec] = []
+        placed_here: list[UnitSpec] = []
         for name, record in view.files.items():
             machine_id = view.placements.get(name, "")
             desired = view.desired.get(name, DesiredState.INACTIVE)
             if machine_id == self.machine_id:
                 targets[name] = TargetUnit(record.hash, record.raw, desired)
+                placed = self._requirements(name, record)
+                if placed is not None:
+                    placed_here.append(UnitSpec(name, placed, desired, machine_id))
                 continue
             if machine_id or desired is DesiredState.INACTIVE:
                 continue
@@ -113,8 +117,10 @@ class Agent:
             for gone in self._parsed.keys() - view.files.keys():
                 del self._parsed[gone]
         if global_specs:
-            global_specs.sort(key=lambda spec: spec.name)
-            for name in global_units_for(machine, global_specs):
+            # The units placed here take part, so a global unit that conflicts
+            # with one of them stays off this machine, as the engine assumes.
+            specs = sorted(global_specs + placed_here, key=lambda spec: spec.name)
+            for name in global_units_for(machine, specs):
                 record = view.files[name]
                 desired = view.desired.get(name, DesiredState.INACTIVE)
                 targets[name] = TargetUnit(record.hash, record.raw, desired)
