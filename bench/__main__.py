@@ -25,6 +25,9 @@ from bench import hosts, machine, scale
 from bench.report import Section, render
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# Everything from this line on in the output file is written by hand, and a
+# new run keeps it.
+NOTES_MARKER = "<!-- notes: written by hand, kept by python -m bench -->"
 
 PREAMBLE = """
 Figures measured by `python -m bench` on the machine below, against the
@@ -104,10 +107,19 @@ def main() -> None:
 
     if output is not None:
         command = "sudo .venv/bin/python -m bench " + shlex.join(sys.argv[1:])
-        output.write_text(
-            render(command.strip(), machine.describe(), sections, PREAMBLE)
-        )
+        page = render(command.strip(), machine.describe(), sections, PREAMBLE)
+        output.write_text(page + kept_notes(output))
         print(f"wrote {output}")
+
+
+def kept_notes(output: Path) -> str:
+    """Return the hand-written part of an earlier page: NOTES_MARKER and after."""
+    try:
+        earlier = output.read_text()
+    except FileNotFoundError:
+        return ""
+    start = earlier.find(NOTES_MARKER)
+    return "\n" + earlier[start:] if start >= 0 else ""
 
 
 if __name__ == "__main__":

@@ -219,6 +219,9 @@ async def memory(soak_minutes: float, sample_seconds: float = 30.0) -> Section:
             registry_at(cluster.etcd_url) as registry,
             Follower(registry) as follower,
         ):
+            # Sampled once fleetd has registered, so its imports are done.
+            await follower.wait(lambda view: bool(view.machines), 60, "registration")
+            await asyncio.sleep(5)
             idle = cluster.fleetd_rss_kib(host)
             first = [f"mem-{index}.service" for index in range(100)]
             await submit_bulk(registry, [(n, sleep_unit(n)) for n in first])
