@@ -24,6 +24,7 @@ COMMANDS = {
     "list-machines": "fleetctl.commands.listing:list_machines",
     "cat": "fleetctl.commands.inspect:cat",
     "journal": "fleetctl.commands.inspect:journal",
+    "explain": "fleetctl.commands.explain:explain",
     "version": "fleetctl.commands.version:version",
     "verify": "fleetctl.commands.version:verify",
     "help": "fleetctl.commands.version:help_command",

@@ -2,7 +2,10 @@
 
 A wait re-reads the registry each time ``changes()`` reports a change. It
 gives up after ``--block-attempts`` x 2 seconds, the original's attempt
-length, and 0 attempts waits without limit.
+length. 0 attempts waits without limit, except for a unit that the engine
+reports it cannot place: that unit fails once the engine has given a reason
+for ``UNPLACEABLE_SECONDS`` without a break, so ``fleetctl start`` of such a
+unit never hangs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import click
 
 from fleetctl.client import ClientRegistry
 from fleetctl.output import machine_legend
+from fleetctl.placement import engine_reason
 from fleetd.errors import FleetError
 from fleetd.model import Machine, Unit, UnitState
 
@@ -32,6 +36,11 @@ REPORT_INTERVAL_SECONDS = 10.0
 # a change made between the first read and the start of the watch. This
 # re-read bounds how long such a change can go unnoticed.
 RECHECK_SECONDS = 2.0
+# How long a wait without --block-attempts goes on while the engine reports
+# that it cannot place a unit. A reason can be transient: a dead machine's
+# units and a unit that another command is stopping leave within one agent_ttl
+# (10 s by default), and the engine places the unit on its next pass.
+UNPLACEABLE_SECONDS = 10.0
 
 
 class Snapshot:
@@ -54,6 +63,10 @@ class Snapshot:
             for state in await self._registry.unit_states():
                 self._states.setdefault(state.name, []).append(state)
         return self._states.get(name, [])
+
+    async def reason(self, unit: Unit) -> str:
+        """Return why the engine could not place ``unit``, "" if it is placed."""
+        return await engine_reason(self._registry, unit)
 
     async def legend(self, machine_id: str) -> str:
         """Return ``<id[:8]>.../<ip>`` for a machine, without the IP if it is gone."""
@@ -96,7 +109,7 @@ class StateTarget:
                 done=False, failed=f"unit {self.name} was destroyed during the wait"
             )
         if unit.current_state != self.state:
-            reason = "" if unit.machine_id else unit.reason
+            reason = await snapshot.reason(unit)
             waiting = (
                 f"{self.name} to report state {self.state} "
                 f"(current state {unit.current_state})"
@@ -172,7 +185,9 @@ async def wait_for(
     Prints a success line per unit as it arrives (when a target has one) and,
     on stderr, which units still wait once the wait takes longer than
     ``FIRST_REPORT_SECONDS``. ``attempts`` is the number of 2-second
-    attempts, 0 for no limit. Raises ``RegistryError`` when etcd fails.
+    attempts, 0 for no limit. With no limit, a unit the engine reports it
+    cannot place fails after ``UNPLACEABLE_SECONDS`` with the engine's
+    reason. Raises ``RegistryError`` when etcd fails.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -180,12 +195,16 @@ async def wait_for(
     next_report = started + FIRST_REPORT_SECONDS
     pending = {target.name: target for target in targets}
     reasons: dict[str, str] = {}
+    # When each unit was first seen with an engine reason; a check without
+    # one resets it.
+    unplaceable_since: dict[str, float] = {}
     errors: list[str] = []
 
     async with _change_feed(registry) as wait_for_change:
         while True:
             snapshot = Snapshot(registry)
-            waiting: list[str] = []
+            checked = loop.time()
+            waiting: dict[str, str] = {}
             for name in sorted(pending):
                 progress = await pending[name].check(snapshot)
                 if progress.done:
@@ -196,12 +215,25 @@ async def wait_for(
                     errors.append(progress.failed)
                     del pending[name]
                 else:
-                    waiting.append(progress.waiting)
+                    waiting[name] = progress.waiting
                     reasons[name] = progress.reason
+                    if progress.reason:
+                        unplaceable_since.setdefault(name, checked)
+                    else:
+                        unplaceable_since.pop(name, None)
+
+            now = loop.time()
+            if deadline is None:
+                for name in sorted(unplaceable_since):
+                    if name in pending and now - unplaceable_since[name] >= (
+                        UNPLACEABLE_SECONDS
+                    ):
+                        errors.append(_unplaceable_message(name, reasons[name]))
+                        del pending[name]
+                        del waiting[name]
             if not pending:
                 return errors
 
-            now = loop.time()
             if deadline is not None and now >= deadline:
                 for name in sorted(pending):
                     message = pending[name].timeout_message()
@@ -210,13 +242,25 @@ async def wait_for(
                     errors.append(message)
                 return errors
             if now >= next_report:
-                _report(waiting, now - started)
+                _report(list(waiting.values()), now - started)
                 next_report = now + REPORT_INTERVAL_SECONDS
 
             timeout = min(RECHECK_SECONDS, next_report - now)
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
+            else:
+                for name, since in unplaceable_since.items():
+                    if name in pending:
+                        timeout = min(timeout, since + UNPLACEABLE_SECONDS - now)
             await wait_for_change(max(timeout, 0.0))
+
+
+def _unplaceable_message(name: str, reason: str) -> str:
+    return (
+        f"unit {name} cannot be placed: {reason}; it stays in the registry, and "
+        f"the engine places it once a machine fits "
+        f"(fleetctl explain {name} shows each machine's check)"
+    )
 
 
 def _report(waiting: Sequence[str], elapsed: float) -> None:
