@@ -46,8 +46,9 @@ UNPLACEABLE_SECONDS = 10.0
 class Snapshot:
     """Registry records read once per check, each fetched only when needed."""
 
-    def __init__(self, registry: ClientRegistry) -> None:
+    def __init__(self, registry: ClientRegistry, with_reasons: bool = True) -> None:
         self._registry = registry
+        self._with_reasons = with_reasons
         self._units: dict[str, Unit] | None = None
         self._states: dict[str, list[UnitState]] | None = None
         self._machines: dict[str, Machine] | None = None
@@ -65,7 +66,12 @@ class Snapshot:
         return self._states.get(name, [])
 
     async def reason(self, unit: Unit) -> str:
-        """Return why the engine could not place ``unit``, "" if it is placed."""
+        """Return why the engine could not place ``unit``, "" if it is placed.
+
+        Returns "" for every unit when the snapshot was made without reasons.
+        """
+        if not self._with_reasons:
+            return ""
         return await engine_reason(self._registry, unit)
 
     async def legend(self, machine_id: str) -> str:
@@ -202,8 +208,10 @@ async def wait_for(
 
     async with _change_feed(registry) as wait_for_change:
         while True:
-            snapshot = Snapshot(registry)
             checked = loop.time()
+            # Over the API a reason costs one request per unplaced unit, so
+            # reasons are read only once the wait reports, when they show.
+            snapshot = Snapshot(registry, checked - started >= FIRST_REPORT_SECONDS)
             waiting: dict[str, str] = {}
             for name in sorted(pending):
                 progress = await pending[name].check(snapshot)
