@@ -844,9 +844,9 @@ def _match_rules() -> list[str]:
 def _write_atomically(path: Path, raw: str) -> None:
     """Write ``raw`` to ``path`` (mode 0644) through a renamed temporary file."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    # The temporary name stays short: a unit name may use up to 255 bytes,
+    # the whole length a file name may have.
+    fd, temporary = tempfile.mkstemp(prefix=".fleet-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(raw)

@@ -61,7 +61,9 @@ RECOGNIZED_UNIT_TYPES = (
     "mount",
     "automount",
 )
-UNIT_NAME_MAX = 256
+# systemd rejects unit names of 256 bytes or more (its limit counts the NUL);
+# the original fleet allowed 256, which systemd then refused.
+UNIT_NAME_MAX = 255
 _UNIT_NAME_CHARS = frozenset(
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:-_.\\@"
 )
@@ -384,7 +386,7 @@ def validate_unit_name(name: str) -> None:
     """Raise UnitNameError unless ``name`` is a unit name fleet accepts.
 
     The rules and the first part of each message are the original's. A name
-    has at most 256 bytes and a dot followed by a known unit type. Before that
+    has at most 255 bytes and a dot followed by a known unit type. Before that
     dot it has only ``[0-9A-Za-z:-_.\\@]``, and it does not start with "@".
     Templates and instances must be of a type that systemd can instantiate.
     """

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from fleetd.agent.tasks import AgentTask, LocalUnit, TargetUnit, plan_tasks
 from fleetd.engine.scheduler import UnitSpec, global_units_for
-from fleetd.errors import FleetError, RegistryError, UnitFileError
+from fleetd.errors import FleetError, RegistryError, SystemdError, UnitFileError
 from fleetd.model import DesiredState, UnitState
 from fleetd.presence import MachinePresence
 from fleetd.registry import view as keys
@@ -221,7 +221,9 @@ class Agent:
         log.info("%s %s: %s", task.kind, task.unit, task.reason)
         try:
             await self._run(task, targets)
-        except FleetError as err:
+        except (FleetError, OSError) as err:
+            # OSError: the unit file could not be written. One unit's failure
+            # must not stop the agent, which runs every other unit here.
             log.error("%s %s failed: %s", task.kind, task.unit, err)
             return False
         return True
@@ -236,12 +238,15 @@ class Agent:
             target = targets[name]
             await self.systemd.write_unit(name, target.raw)
             self.local[name] = LocalUnit(target.hash, launched=False)
-        elif task.kind == "start":
-            await self.systemd.start(name)
-            self.local[name] = LocalUnit(self.local[name].hash, launched=True)
-        elif task.kind == "stop":
-            await self.systemd.stop(name)
-            self.local[name] = LocalUnit(self.local[name].hash, launched=False)
+        elif task.kind in ("start", "stop"):
+            local = self.local.get(name)
+            if local is None:
+                raise SystemdError(f"{task.kind} {name} skipped: its load failed")
+            if task.kind == "start":
+                await self.systemd.start(name)
+            else:
+                await self.systemd.stop(name)
+            self.local[name] = LocalUnit(local.hash, launched=task.kind == "start")
 
     def current_states(self) -> dict[str, UnitState]:
         """Return the state to publish for every local unit."""
@@ -307,6 +312,9 @@ class Agent:
         try:
             await self.mirror.synced.wait()
             while True:
+                # Only a registered machine acts on placements: a fleetd whose
+                # machine ID another host holds, or whose lease lapsed, waits.
+                await self.presence.registered.wait()
                 self._wake.clear()
                 try:
                     await self.reconcile()

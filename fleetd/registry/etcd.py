@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +60,45 @@ class TLSFiles:
     key_file: str = ""
 
 
+# gRPC channel options added to etcd3aio's. The reconnect backoff is capped
+# at 1 s (gRPC's default grows to 120 s), so after an etcd outage every fleetd
+# renews its lease before it expires. Replies may be up to 64 MiB: a page of
+# the registry holds many unit files, and gRPC's default limit is 4 MiB.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
+
+
+def _ipv4_of(host: str, url: str) -> str:
+    """Return ``host`` as an IPv4 address, resolving a host name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as err:
+            raise RegistryError(
+                f"invalid etcd endpoint {url!r}: cannot resolve {host!r} to an "
+                "IPv4 address; use an IP address or a resolvable name"
+            ) from err
+        return str(infos[0][4][0])
+    if address.version != 4:
+        raise RegistryError(
+            f"invalid etcd endpoint {url!r}: IPv6 addresses are not supported by "
+            "the etcd client yet; use an IPv4 address"
+        )
+    return str(address)
+
+
 def parse_endpoints(urls: Sequence[str]) -> tuple[list[str], bool]:
-    """Turn etcd URLs into ``host:port`` targets and whether they use TLS."""
+    """Turn etcd URLs into ``address:port`` targets and whether they use TLS.
+
+    Host names are resolved here, because the etcd client only dials IPv4
+    addresses.
+    """
     targets: list[str] = []
     schemes: set[str] = set()
     for url in urls:
@@ -74,7 +113,7 @@ def parse_endpoints(urls: Sequence[str]) -> tuple[list[str], bool]:
         except ValueError as err:
             raise RegistryError(f"invalid etcd endpoint {url!r}: {err}") from err
         schemes.add(parts.scheme)
-        targets.append(f"{parts.hostname}:{port}")
+        targets.append(f"{_ipv4_of(parts.hostname, url)}:{port}")
     if not targets:
         raise RegistryError("no etcd endpoint given: set --endpoint or etcd_servers")
     if len(schemes) > 1:
@@ -402,14 +441,20 @@ async def open_registry(
     targets, use_tls = parse_endpoints(endpoints)
     tls = tls or TLSFiles()
     if use_tls or tls.ca_file:
+        # Certificates name the host, not the address it resolved to.
+        host = urlsplit(endpoints[0] if "://" in endpoints[0] else "//" + endpoints[0])
         client = Etcd3Client(
             targets,
+            tls_server_name=host.hostname,
             ca_cert=_read_pem(tls.ca_file, "CA file") or b"",
             cert_chain=_read_pem(tls.cert_file, "certificate file"),
             cert_key=_read_pem(tls.key_file, "key file"),
         )
     else:
         client = Etcd3Client(targets)
+    # NOTE: etcd3aio 0.3 takes no channel options; its connection manager
+    # keeps them in a list read when connect() builds the channel.
+    client._manager.grpc_options.extend(CHANNEL_OPTIONS)
     await client.connect()
     registry = EtcdRegistry(client, prefix, timeout, endpoints)
     try:

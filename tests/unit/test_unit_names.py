@@ -31,7 +31,7 @@ from fleetd.unit import UnitNameInfo, mangle_unit_name, validate_unit_name
         "web-1_a:b.service",
         "back\\slash.service",
         "a.b.c.service",
-        "x" * 248 + ".service",
+        "x" * 247 + ".service",
     ],
 )
 def test_valid_unit_name(name: str) -> None:
@@ -45,14 +45,14 @@ INVALID_NAMES = [
         id="empty",
     ),
     pytest.param(
-        "x" * 249 + ".service",
-        r"^unit name exceeds maximum length \(256\): 'x{57}\.\.\.' is 257 bytes\. "
+        "x" * 248 + ".service",
+        r"^unit name exceeds maximum length \(255\): 'x{57}\.\.\.' is 256 bytes\. "
         r"Shorten it$",
         id="too long",
     ),
     pytest.param(
         "\u00e9" * 125 + ".service",
-        r"^unit name exceeds maximum length \(256\): .* is 258 bytes",
+        r"^unit name exceeds maximum length \(255\): .* is 258 bytes",
         id="too long in bytes",
     ),
     pytest.param(
