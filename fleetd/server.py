@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import struct
@@ -144,6 +145,12 @@ async def serve(config: Config) -> None:
             # adopts them instead of moving them around the cluster.
             await systemd.close()
             raise failures[0]
+        if await _restarting(systemd):
+            # The next fleetd adopts this one's lease and units, so a restart
+            # of fleet.service moves nothing around the cluster.
+            log.info("fleetd restarting: leaving local units and the lease in place")
+            await systemd.close()
+            return
         log.info("fleetd stopping: unloading local units and leaving the cluster")
         try:
             await agent.purge()
@@ -151,3 +158,12 @@ async def serve(config: Config) -> None:
         except FleetError as err:
             log.error("orderly shutdown incomplete: %s", err)
         await systemd.close()
+
+
+async def _restarting(systemd: SystemdManager) -> bool:
+    """Tell whether systemd is restarting fleetd's own unit right now."""
+    try:
+        return await systemd.restart_pending(os.getpid())
+    except FleetError as err:
+        log.warning("cannot tell a restart from a stop, stopping: %s", err)
+        return False

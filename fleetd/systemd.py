@@ -568,6 +568,44 @@ class SystemdManager:
 
     # Watching states
 
+    async def restart_pending(self, pid: int) -> bool:
+        """Tell whether systemd is restarting the unit that runs process ``pid``.
+
+        During ``systemctl restart`` the unit's job has type "restart" while
+        its main process receives SIGTERM; on a plain stop it has type "stop".
+        """
+        unit_path = await self._call("GetUnitByPID", "u", [pid])
+        if not unit_path:
+            return False
+        job = await self._get_property(str(unit_path[0]), UNIT_INTERFACE, "Job")
+        job_id, job_path = job
+        if not job_id:
+            return False
+        job_type = await self._get_property(
+            str(job_path), "org.freedesktop.systemd1.Job", "JobType"
+        )
+        return bool(job_type == "restart")
+
+    async def _get_property(self, path: str, interface: str, name: str) -> Any:
+        bus = self._bus
+        if bus is None or not bus.connected:
+            raise SystemdError(f"reading {name} failed: not connected to systemd")
+        message = Message(
+            destination=SYSTEMD_BUS_NAME,
+            path=path,
+            interface=PROPERTIES_INTERFACE,
+            member="Get",
+            signature="ss",
+            body=[interface, name],
+        )
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                reply = await bus.call(message)
+        except Exception as err:
+            raise SystemdError(f"reading {name} of {path} failed: {err!r}") from err
+        _check_reply(reply, f"Get({name})", "")
+        return _variant_value(reply.body[0])
+
     def watch(self, callback: StateCallback) -> None:
         """Run ``callback(name, state)`` on each change of a watched unit's state.
 
