@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class MachinePresence:
         self.ttl = max(1, math.ceil(ttl))
         self.lease = 0
         self.registered = asyncio.Event()
+        # When renewals last worked again after failing (monotonic seconds).
+        # Other machines' keys may be missing for up to a TTL after that,
+        # while their fleetd reconnects too.
+        self.recovered_at = -math.inf
         self._lease_file = lease_file
         self._listeners: list[Callable[[int], None]] = []
 
@@ -123,17 +128,26 @@ class MachinePresence:
         """Register, then renew the lease every third of the TTL until cancelled."""
         await self.register()
         interval = self.ttl / 3
+        failing = False
         while True:
-            await asyncio.sleep(interval)
+            # After a failed renewal, retry often: the lease is running out.
+            await asyncio.sleep(min(interval, 0.5) if failing else interval)
             try:
                 remaining = await self.registry.keep_alive(self.lease)
             except RegistryError as err:
-                log.warning("lease renewal failed: %s", err)
+                if not failing:
+                    log.warning("lease renewal failed: %s", err)
+                failing = True
                 continue
+            if failing:
+                log.info("lease renewal works again")
+                self.recovered_at = time.monotonic()
+                failing = False
             if remaining <= 0:
                 log.warning("lease %x expired; registering again", self.lease)
                 self.registered.clear()
                 await self.register()
+                self.recovered_at = time.monotonic()
 
     async def withdraw(self) -> None:
         """Revoke the lease: the machine key and everything on the lease go."""

@@ -56,6 +56,8 @@ class Engine:
         self.interval = interval
         self.leader_revision = 0
         self._requirements: dict[str, _Cached] = {}
+        # Machines seen live outside an outage's grace period, by ID.
+        self._remembered: dict[str, Machine] = {}
         # Placement does not depend on the unit states agents publish.
         self._wake = mirror.subscribe(ignore=(keys.STATES,))
 
@@ -87,6 +89,7 @@ class Engine:
         await self.mirror.synced.wait()
         while True:
             await self.presence.registered.wait()
+            self.remember(self.mirror.view)
             # Cleared before the pass, so a change that arrives during the
             # pass starts the next one at once instead of after the interval.
             self._wake.clear()
@@ -135,11 +138,49 @@ class Engine:
             del self._requirements[gone]
         return specs
 
+    def in_outage_grace(self) -> bool:
+        """Tell whether this fleetd lost etcd less than one TTL ago."""
+        since = time.monotonic() - self.presence.recovered_at
+        return since < self.presence.ttl
+
+    def remember(self, view: RegistryView) -> bool:
+        """Remember the live machines unless in an outage's grace period.
+
+        Returns True while in the grace period.
+        """
+        if self.in_outage_grace():
+            return True
+        self._remembered = dict(view.machines)
+        return False
+
+    def machines_to_plan(self, view: RegistryView) -> list[Machine]:
+        """Return the live machines, plus, after an outage, the missing ones.
+
+        When etcd comes back from an outage, each fleetd reconnects and renews
+        its lease or registers again in its own time. For one TTL a machine
+        missing from etcd is most likely still running its units, so they
+        stay placed on it.
+        """
+        live = view.machine_list()
+        if not self.remember(view):
+            return live
+        held = [
+            machine
+            for machine_id, machine in sorted(self._remembered.items())
+            if machine_id not in view.machines
+        ]
+        if held:
+            log.info(
+                "keeping units on %d machines missing since the etcd outage",
+                len(held),
+            )
+        return live + held
+
     async def reconcile(self) -> None:
         """Plan against the mirror and commit the plan, fenced by leadership."""
         started = time.monotonic()
         view = self.mirror.view
-        machines: list[Machine] = view.machine_list()
+        machines = self.machines_to_plan(view)
         result: Plan = plan(self._specs(view), machines)
 
         ops: list[tuple[str, str | None]] = []
