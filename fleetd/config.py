@@ -84,7 +84,7 @@ def parse_duration(value: str) -> float:
 def parse_metadata(value: str) -> dict[str, str]:
     """Parse ``k=v[,k=v...]``; later keys win, and a pair without "=" is invalid."""
     metadata: dict[str, str] = {}
-    for pair in value.split(","):
+    for pair in _unquote(value.strip()).split(","):
         pair = pair.strip()
         if not pair:
             continue
@@ -149,8 +149,16 @@ def read_config_file(path: Path) -> dict[str, str]:
             raise ConfigError(
                 f"{path} line {number}: expected name = value, got {stripped!r}"
             )
-        options[name.strip()] = value.strip()
+        options[name.strip()] = _unquote(value.strip())
     return options
+
+
+def _unquote(value: str) -> str:
+    """Remove one pair of quotes around a whole value, as fleet's docs write
+    ``metadata="region=us-west,az=us-west-1"``."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
 
 
 def load_config(

@@ -90,3 +90,15 @@ def test_metadata_later_keys_win_and_quotes_trim() -> None:
 def test_too_short_ttl_is_rejected() -> None:
     with pytest.raises(ConfigError, match="agent_ttl"):
         load_config(None, {"FLEET_AGENT_TTL": "500ms"})
+
+
+def test_quoted_metadata_in_file_is_unquoted(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.conf"
+    path.write_text('metadata="region=us-west,az=us-west-1"\n')
+    config = load_config(path, {}, path_given=True)
+    assert dict(config.metadata) == {"region": "us-west", "az": "us-west-1"}
+
+
+def test_quoted_metadata_in_environment_is_unquoted() -> None:
+    config = load_config(None, {"FLEET_METADATA": "'region=eu'"})
+    assert dict(config.metadata) == {"region": "eu"}
