@@ -283,6 +283,49 @@ class ApiRegistry:
                 return items
             params["nextPageToken"] = token
 
+    # -- blocking writes, also used from several threads by fleetctl.bulk ----
+
+    def clone(self) -> ApiRegistry:
+        """Return a registry on the same endpoint with a connection of its own."""
+        return ApiRegistry(self.endpoint, self.timeout, self._tls)
+
+    def put_unit(
+        self, name: str, raw: str, desired: DesiredState, *, create_only: bool
+    ) -> bool:
+        """Store ``raw`` as the file of ``name`` with the desired state ``desired``.
+
+        With ``create_only``, returns False and writes nothing when the unit
+        exists already; otherwise creates or replaces it and returns True.
+        """
+        body = {
+            "name": name,
+            "options": _options_json(raw),
+            "desiredState": desired.value,
+        }
+        headers = {"If-None-Match": "*"} if create_only else None
+        try:
+            status, _ = self._request("PUT", _unit_path(name), body, headers)
+        except ApiError as err:
+            if create_only and err.status == 412:
+                return False
+            raise
+        if status == 204:
+            # The registry had this very file: only the desired state changed.
+            log.debug("unit %s was unchanged; set its desired state", name)
+        return True
+
+    def put_desired_state(self, name: str, desired: DesiredState) -> bool:
+        """Set the desired state of ``name``; False if the unit does not exist."""
+        try:
+            self._request(
+                "PUT", _unit_path(name), {"name": name, "desiredState": desired.value}
+            )
+        except ApiError as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
     # -- the ClientRegistry protocol ---------------------------------------
 
     async def units(self) -> list[Unit]:
@@ -298,40 +341,13 @@ class ApiRegistry:
         return unit_from_json(data)
 
     async def create_unit(self, name: str, raw: str, desired: DesiredState) -> bool:
-        body = {
-            "name": name,
-            "options": _options_json(raw),
-            "desiredState": desired.value,
-        }
-        try:
-            self._request("PUT", _unit_path(name), body, {"If-None-Match": "*"})
-        except ApiError as err:
-            if err.status == 412:
-                return False
-            raise
-        return True
+        return self.put_unit(name, raw, desired, create_only=True)
 
     async def replace_unit(self, name: str, raw: str, desired: DesiredState) -> None:
-        body = {
-            "name": name,
-            "options": _options_json(raw),
-            "desiredState": desired.value,
-        }
-        status, _ = self._request("PUT", _unit_path(name), body)
-        if status == 204:
-            # The registry had this very file: only the desired state changed.
-            log.debug("unit %s was unchanged; set its desired state", name)
+        self.put_unit(name, raw, desired, create_only=False)
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> bool:
-        try:
-            self._request(
-                "PUT", _unit_path(name), {"name": name, "desiredState": desired.value}
-            )
-        except ApiError as err:
-            if err.status == 409:
-                return False
-            raise
-        return True
+        return self.put_desired_state(name, desired)
 
     async def destroy_unit(self, name: str) -> bool:
         try:

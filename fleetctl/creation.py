@@ -1,13 +1,12 @@
 """Creating units from local files before submit, load and start act on them.
 
 ``plan_units`` reads, parses and validates every argument and writes nothing,
-so a bad argument leaves the registry untouched. Only then does ``apply_plan``
-write the new and replaced units.
+so a bad argument leaves the registry untouched. Only then does
+``fleetctl.bulk`` write the new and replaced units.
 """
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,14 +14,11 @@ from pathlib import Path
 
 import click
 
-from fleetctl.client import ClientRegistry
 from fleetctl.selection import is_glob, match_glob, unit_name_of
 from fleetd.errors import UnitFileError, UnitNameError
 from fleetd.model import DesiredState, Unit
-from fleetd.rules import validate_options
+from fleetd.rules import requirements_of, validate_options
 from fleetd.unit import UnitFile, UnitNameInfo, validate_unit_name
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +29,8 @@ class NewUnit:
     raw: str
     source: str
     replace: bool
+    # [X-Fleet] Global=true, known from the parse that validated the file.
+    is_global: bool = False
 
 
 @dataclass
@@ -144,6 +142,7 @@ def _plan_existing(
             raw=local.unit_file.serialize(),
             source=local.path,
             replace=True,
+            is_global=requirements_of(existing.name, local.unit_file).is_global,
         )
     )
 
@@ -162,7 +161,11 @@ def _plan_new(
     plan.warnings.extend(_validate(name, local))
     plan.writes.append(
         NewUnit(
-            name=name, raw=local.unit_file.serialize(), source=local.path, replace=False
+            name=name,
+            raw=local.unit_file.serialize(),
+            source=local.path,
+            replace=False,
+            is_global=requirements_of(name, local.unit_file).is_global,
         )
     )
 
@@ -225,25 +228,3 @@ def _validate(name: str, local: LocalFile) -> list[str]:
     except UnitFileError as err:
         raise click.ClickException(f"invalid unit file {local.path}: {err}") from err
     return [f"WARNING: unit {name}: {warning}" for warning in warnings]
-
-
-async def apply_plan(registry: ClientRegistry, plan: Plan) -> None:
-    """Write the plan's units, each new or replaced one with desired state inactive.
-
-    Prints ``Unit <name> inactive`` for each unit written, as the original did.
-    """
-    for new in plan.writes:
-        if new.replace:
-            log.debug("replacing unit %s from %s", new.name, new.source)
-            await registry.replace_unit(new.name, new.raw, DesiredState.INACTIVE)
-        else:
-            log.debug("creating unit %s from %s", new.name, new.source)
-            created = await registry.create_unit(
-                new.name, new.raw, DesiredState.INACTIVE
-            )
-            if not created:
-                # Another client created it after the registry was read, so
-                # that client's copy stays.
-                log.debug("unit %s appeared meanwhile; kept the registry's", new.name)
-                continue
-        click.echo(f"Unit {new.name} inactive")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
+from fleetctl.bulk import plan_writes, store_units
 from fleetctl.client import ClientRegistry, run_with_registry
 from fleetctl.commands.common import (
     EXIT_STATUS_EPILOG,
@@ -16,11 +18,13 @@ from fleetctl.commands.common import (
     sign_option,
     units_argument,
 )
-from fleetctl.creation import apply_plan, plan_units
+from fleetctl.creation import Plan, plan_units
 from fleetctl.options import FleetCommand, get_settings, warn
 from fleetctl.selection import require_units
-from fleetctl.waiting import StateTarget, Target, wait_for
-from fleetd.model import DesiredState
+from fleetd.model import DesiredState, Unit
+
+if TYPE_CHECKING:
+    from fleetctl.waiting import Target
 
 # The desired states in which --replace may overwrite a unit, per command: a
 # command only replaces units that it would itself move to its own state.
@@ -48,9 +52,12 @@ def submit(units: tuple[str, ...], replace: bool) -> None:
     require_units(units)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        await _create(
-            registry, units, replace, SUBMIT_REPLACEABLE, allow_templates=True
+        registry_units = {unit.name: unit for unit in await registry.units()}
+        plan = _plan(
+            units, registry_units, replace, SUBMIT_REPLACEABLE, allow_templates=True
         )
+        writes = plan_writes(plan.writes, plan.names, None)
+        await store_units(registry, writes, activate=False, report=_report_stored)
         return []
 
     fail_with(run_with_registry(get_settings(), action))
@@ -99,45 +106,54 @@ def _activate(
     attempts = attempts_from(no_block, attempts)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        names = await _create(
-            registry, units, replace, replaceable, allow_templates=False
-        )
-        by_name = {unit.name: unit for unit in await registry.units()}
+        registry_units = {unit.name: unit for unit in await registry.units()}
+        plan = _plan(units, registry_units, replace, replaceable, allow_templates=False)
+        written = {new.name: new for new in plan.writes}
+        stored: set[str] = set()
+
+        def report(name: str) -> None:
+            stored.add(name)
+            _report_stored(name)
+
+        writes = plan_writes(plan.writes, plan.names, desired)
+        missing = set(await store_units(registry, writes, activate=True, report=report))
+        errors = [
+            f"unit {name} was destroyed before it could be {desired}"
+            for name in plan.names
+            if name in missing
+        ]
         targets: list[Target] = []
-        for name in names:
-            unit = by_name.get(name)
-            if unit is None:
-                return [f"unit {name} was destroyed before it could be {desired}"]
-            await registry.set_desired_state(name, desired)
-            if is_global(unit):
+        for name in plan.names:
+            if name in missing:
+                continue
+            if name in stored:
+                global_unit: bool | None = written[name].is_global
+            else:
+                global_unit = await _is_global(registry, name, registry_units)
+            if global_unit is None:
+                errors.append(f"unit {name} was destroyed before it could be {desired}")
+            elif global_unit:
                 click.echo(f"Triggered global unit {name} {operation}")
             elif attempts == -1:
                 click.echo(f"Triggered unit {name} {operation}")
             else:
-                targets.append(
-                    StateTarget(
-                        name=name,
-                        state=desired.value,
-                        systemd_active=desired is DesiredState.LAUNCHED,
-                    )
-                )
-        if not targets:
-            return []
-        return await wait_for(registry, targets, attempts)
+                targets.append(_state_target(name, desired))
+        if targets:
+            errors += await _wait(registry, targets, attempts)
+        return errors
 
     fail_with(run_with_registry(get_settings(), action))
 
 
-async def _create(
-    registry: ClientRegistry,
+def _plan(
     units: tuple[str, ...],
+    registry_units: Mapping[str, Unit],
     replace: bool,
     replaceable: Collection[DesiredState],
     *,
     allow_templates: bool,
-) -> list[str]:
-    """Create or replace the units that need it; return the names ``units`` name."""
-    registry_units = {unit.name: unit for unit in await registry.units()}
+) -> Plan:
+    """Plan the writes and print the plan's warnings; nothing is written yet."""
     plan = plan_units(
         units,
         registry_units,
@@ -147,5 +163,40 @@ async def _create(
     )
     for warning in plan.warnings:
         warn(warning)
-    await apply_plan(registry, plan)
-    return plan.names
+    return plan
+
+
+def _report_stored(name: str) -> None:
+    # The original printed "inactive" here even when start or load went on
+    # to set another desired state; scripts match this line.
+    click.echo(f"Unit {name} inactive")
+
+
+async def _is_global(
+    registry: ClientRegistry, name: str, registry_units: Mapping[str, Unit]
+) -> bool | None:
+    """Tell whether the registry's unit ``name`` is global; None if it has none."""
+    unit = registry_units.get(name)
+    if unit is None:
+        # Another client created the unit after the registry was read.
+        unit = await registry.unit(name)
+    return None if unit is None else is_global(unit)
+
+
+def _state_target(name: str, desired: DesiredState) -> Target:
+    from fleetctl.waiting import StateTarget
+
+    return StateTarget(
+        name=name,
+        state=desired.value,
+        systemd_active=desired is DesiredState.LAUNCHED,
+    )
+
+
+async def _wait(
+    registry: ClientRegistry, targets: Sequence[Target], attempts: int
+) -> list[str]:
+    # Imported here: the wait's modules are not needed with --no-block.
+    from fleetctl.waiting import wait_for
+
+    return await wait_for(registry, targets, attempts)

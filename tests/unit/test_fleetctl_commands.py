@@ -105,17 +105,19 @@ class FakeRegistry:
     async def create_unit(self, name: str, raw: str, desired: DesiredState) -> bool:
         if name in self.files:
             return False
-        self.writes.append(f"create {name}")
+        self.writes.append(f"create {name} {desired}")
         self.files[name] = raw
         self.desired[name] = desired
         self._notify()
+        self._converge(name, desired)
         return True
 
     async def replace_unit(self, name: str, raw: str, desired: DesiredState) -> None:
-        self.writes.append(f"replace {name}")
+        self.writes.append(f"replace {name} {desired}")
         self.files[name] = raw
         self.desired[name] = desired
         self._notify()
+        self._converge(name, desired)
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> bool:
         if name not in self.files:
@@ -123,8 +125,7 @@ class FakeRegistry:
         self.writes.append(f"desire {name} {desired}")
         self.desired[name] = desired
         self._notify()
-        if self.converge:
-            asyncio.get_running_loop().create_task(self._act(name, desired))
+        self._converge(name, desired)
         return True
 
     async def destroy_unit(self, name: str) -> bool:
@@ -139,6 +140,10 @@ class FakeRegistry:
         return True
 
     # -- the simulated engine and agents ------------------------------------
+
+    def _converge(self, name: str, desired: DesiredState) -> None:
+        if self.converge:
+            asyncio.get_running_loop().create_task(self._act(name, desired))
 
     async def _act(self, name: str, desired: DesiredState) -> None:
         await asyncio.sleep(0.01)
@@ -272,7 +277,7 @@ def test_submit_replace_overwrites(registry: FakeRegistry, workdir: Path) -> Non
     registry.add("web.service", WEB)
     result = run("submit", "--replace", "web.service")
     assert result.exit_code == 0, result.output
-    assert registry.writes == ["replace web.service"]
+    assert registry.writes == ["replace web.service inactive"]
     assert registry.files["web.service"] == WEB_CHANGED
 
 
