@@ -615,6 +615,11 @@ class _Planner:
             )
         ]
         queue.update(info.name for info in queued)
+        # Units meant to run are placed before units only meant to be loaded,
+        # so after a machine loss a loaded unit cannot take a running unit's
+        # place. Within each group, name order keeps plans deterministic.
+        launched = DesiredState.LAUNCHED
+        queued.sort(key=lambda info: (info.spec.desired_state != launched, info.name))
 
         main = _Pool()
         for node in self.nodes.values():

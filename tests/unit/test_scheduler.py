@@ -750,3 +750,18 @@ def test_explain_global_unit() -> None:
 def test_explain_unknown_unit() -> None:
     with pytest.raises(FleetError, match=r"^unit nope.service not found; "):
         explain("nope.service", [], [machine(M1)])
+
+
+def test_launched_unit_placed_before_loaded_rival() -> None:
+    machine = Machine("m" * 32)
+    conflicting = Requirements(conflicts=("rival@*.service",))
+    result = plan(
+        [
+            UnitSpec("rival@a.service", conflicting, DesiredState.LOADED),
+            UnitSpec("rival@b.service", conflicting, DesiredState.LAUNCHED),
+        ],
+        [machine],
+    )
+    placed = [task.unit for task in result.tasks if task.kind == "place"]
+    assert placed == ["rival@b.service"]
+    assert "rival@a.service" in result.unplaceable
