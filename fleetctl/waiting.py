@@ -130,6 +130,16 @@ class StateTarget:
                 for state in await snapshot.states(self.name)
                 if state.machine_id == unit.machine_id
             ]
+            if active and active[0].active_state == "failed":
+                state = active[0]
+                return Progress(
+                    done=False,
+                    failed=(
+                        f"unit {self.name} failed on {legend} (systemd state "
+                        f"{state.load_state}/{state.active_state}/{state.sub_state}); "
+                        f"see fleetctl journal {self.name}"
+                    ),
+                )
             if not active or not _is_active(active[0]):
                 now = (
                     f"{active[0].load_state}/{active[0].active_state}"

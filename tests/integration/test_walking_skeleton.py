@@ -128,6 +128,15 @@ def test_walking_skeleton(cluster: Callable[..., LocalCluster], tmp_path: Path) 
         follow.terminate()
     assert all("Hello World" in line for line in streamed)
 
+    # A unit that fails to start makes start exit 1 instead of waiting.
+    failing = tmp_path / "fails.service"
+    failing.write_text("[Service]\nExecStart=/bin/false\n")
+    started_failing = fleet.fleetctl(["start", str(failing)], check=False)
+    assert started_failing.returncode == 1
+    assert "fails.service failed on" in started_failing.stderr
+    assert "fleetctl journal fails.service" in started_failing.stderr
+    fleet.fleetctl(["destroy", "fails.service"])
+
     # Three mutually conflicting nginx units, one command, three machines.
     ports = [free_port() for _ in range(3)]
     files = [
