@@ -49,12 +49,17 @@ def require_units(args: Sequence[str]) -> None:
         raise click.UsageError("no units given; name at least one unit")
 
 
-def select_units(args: Sequence[str], units: Sequence[Unit]) -> list[Unit]:
+def select_units(
+    args: Sequence[str], units: Sequence[Unit], *, missing_ok: bool = False
+) -> list[Unit]:
     """Return the registry units that ``args`` name, each once, in argument order.
 
     A plain argument is mangled (``web`` means ``web.service``); a glob is
     matched against every unit name. Raises ``click.ClickException`` (exit 1)
     naming every argument that matches no unit, before anything is changed.
+    With ``missing_ok``, such arguments only get a warning on stderr, as the
+    original's destroy, stop and unload skipped them, so scripts that remove
+    units stay idempotent.
     """
     by_name = {unit.name: unit for unit in units}
     selected: dict[str, Unit] = {}
@@ -73,7 +78,10 @@ def select_units(args: Sequence[str], units: Sequence[Unit]) -> list[Unit]:
             missing.append(name)
         else:
             selected.setdefault(name, unit)
-    if missing:
+    if missing and missing_ok:
+        for name in missing:
+            click.echo(f"WARNING: unit {name} not found in the registry", err=True)
+    elif missing:
         noun = "unit" if len(missing) == 1 else "units"
         raise click.ClickException(
             f"{noun} {', '.join(missing)} not found in the registry; "

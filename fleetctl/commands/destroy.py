@@ -33,7 +33,7 @@ def destroy(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None
     attempts = attempts_from(no_block, block_attempts)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        selected = select_units(units, await registry.units())
+        selected = select_units(units, await registry.units(), missing_ok=True)
         targets: list[Target] = []
         for unit in selected:
             # A unit destroyed by someone else since the read is gone already,

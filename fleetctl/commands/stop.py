@@ -16,9 +16,10 @@ from fleetctl.commands.common import (
     units_argument,
 )
 from fleetctl.options import FleetCommand, get_settings, warn
-from fleetctl.selection import require_units, select_units
+from fleetctl.selection import is_glob, require_units, select_units, unit_name_of
 from fleetctl.waiting import StateTarget, Target, wait_for
 from fleetd.model import DesiredState, Unit
+from fleetd.unit import UnitNameInfo
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,26 @@ def stop(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:
     attempts = attempts_from(no_block, block_attempts)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        selected = select_units(units, await registry.units())
+        selected = select_units(units, await registry.units(), missing_ok=True)
+        named = {unit_name_of(arg) for arg in units if not is_glob(arg)}
         chosen: list[Unit] = []
         for unit in selected:
-            if is_global(unit):
+            info = UnitNameInfo.from_name(unit.name)
+            if info is not None and info.is_template:
+                log.debug("unit %s is a template, skipping it", unit.name)
+            elif is_global(unit) or unit.desired_state is DesiredState.LAUNCHED:
+                # A unit asked to run is stopped even before it reports a
+                # state, so a stop right after a start is not lost.
                 chosen.append(unit)
-            elif unit.current_state == DesiredState.INACTIVE:
+            elif unit.current_state == DesiredState.LOADED:
+                log.debug("unit %s is already loaded, skipping it", unit.name)
+            elif unit.name in named:
                 raise click.ClickException(
                     f"Unable to stop unit {unit.name} in state inactive; it is not "
                     "loaded on any machine, so there is nothing to stop"
                 )
-            elif unit.current_state == DesiredState.LOADED:
-                log.debug("unit %s is already loaded, skipping it", unit.name)
             else:
-                chosen.append(unit)
+                warn(f"WARNING: skipping unit {unit.name} in state inactive")
         return await _set_and_wait(
             registry, chosen, DesiredState.LOADED, "stop", attempts, "stopped"
         )
@@ -69,7 +76,7 @@ def unload(units: tuple[str, ...], block_attempts: int, no_block: bool) -> None:
     attempts = attempts_from(no_block, block_attempts)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        selected = select_units(units, await registry.units())
+        selected = select_units(units, await registry.units(), missing_ok=True)
         chosen: list[Unit] = []
         for unit in selected:
             already_inactive = (

@@ -348,19 +348,18 @@ async def test_destroy_glob(fleetctl: Fleetctl, registry: EtcdRegistry) -> None:
     assert [unit.name for unit in await registry.units()] == ["db.service"]
 
 
-async def test_destroy_unknown_unit_writes_nothing(
+async def test_destroy_skips_unknown_units_with_warning(
     fleetctl: Fleetctl, registry: EtcdRegistry
 ) -> None:
     assert await registry.create_unit("db.service", WEB, DesiredState.INACTIVE)
 
     result = fleetctl.run("destroy", "db.service", "ghost.service", "web*")
 
-    assert result.returncode == 1
-    assert result.stderr == (
-        "Error: units ghost.service, 'web*' (no unit matches) not found in the "
-        "registry; list the units with `fleetctl list-unit-files`\n"
-    )
-    assert [unit.name for unit in await registry.units()] == ["db.service"]
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: unit ghost.service not found in the registry" in result.stderr
+    assert "WARNING: unit 'web*' (no unit matches) not found" in result.stderr
+    assert result.stdout == "Destroyed db.service\n"
+    assert await registry.units() == []
 
 
 # -- journal --------------------------------------------------------------------

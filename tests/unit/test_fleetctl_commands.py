@@ -485,15 +485,12 @@ def test_unload_waits_for_inactive(registry: FakeRegistry) -> None:
     assert registry.desired["web.service"] is DesiredState.INACTIVE
 
 
-def test_unload_unknown_unit(registry: FakeRegistry) -> None:
+def test_unload_unknown_unit_warns_and_goes_on(registry: FakeRegistry) -> None:
     registry.add("web.service", WEB, DesiredState.LAUNCHED, MACHINE_A, "launched")
-    result = run("unload", "web.service", "ghost")
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "Error: unit ghost.service not found in the registry; list the units with "
-        "`fleetctl list-unit-files`\n"
-    )
-    assert registry.writes == []
+    result = run("unload", "--no-block", "web.service", "ghost")
+    assert result.exit_code == 0
+    assert "WARNING: unit ghost.service not found in the registry\n" in result.stderr
+    assert registry.writes == ["desire web.service inactive"]
 
 
 # -- destroy --------------------------------------------------------------------
@@ -544,12 +541,12 @@ def test_destroy_glob(registry: FakeRegistry) -> None:
     assert list(registry.files) == ["db.service"]
 
 
-def test_destroy_glob_without_match(registry: FakeRegistry) -> None:
+def test_destroy_glob_without_match_warns(registry: FakeRegistry) -> None:
     registry.add("db.service", WEB)
-    result = run("destroy", "db.service", "web*")
-    assert result.exit_code == 1
+    result = run("destroy", "--no-block", "db.service", "web*")
+    assert result.exit_code == 0
     assert "'web*' (no unit matches)" in result.stderr
-    assert registry.writes == []
+    assert "Destroyed db.service" in result.stdout
 
 
 def test_registry_error_is_one_line(registry: FakeRegistry) -> None:
@@ -738,3 +735,20 @@ def test_journal_global_unit(registry: FakeRegistry, local_machine: None) -> Non
     result = run("journal", "agent.service")
     assert result.exit_code == 1
     assert "Unable to retrieve journal of global unit agent.service" in result.stderr
+
+
+def test_stop_glob_skips_templates_and_inactive(registry: FakeRegistry) -> None:
+    registry.add("sl@.service", WEB)
+    registry.add("sl@1.service", WEB, DesiredState.LAUNCHED, MACHINE_A, "launched")
+    registry.add("sl@2.service", WEB)
+    result = run("stop", "--no-block", "sl@*")
+    assert result.exit_code == 0
+    assert registry.writes == ["desire sl@1.service loaded"]
+    assert "skipping unit sl@2.service in state inactive" in result.stderr
+
+
+def test_stop_right_after_start_is_kept(registry: FakeRegistry) -> None:
+    registry.add("slow.service", WEB, DesiredState.LAUNCHED)
+    result = run("stop", "--no-block", "slow.service")
+    assert result.exit_code == 0
+    assert registry.writes == ["desire slow.service loaded"]
