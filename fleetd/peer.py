@@ -20,7 +20,9 @@ import secrets
 import time
 from typing import BinaryIO
 
+from fleetd.errors import UnitNameError
 from fleetd.model import Machine
+from fleetd.unit import validate_unit_name
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,14 @@ def check_request(secret: bytes, line: bytes, now: float) -> dict[str, object]:
     if request.get("op") != "journal":
         raise ValueError(f"unknown operation {request.get('op')!r}")
     unit = request.get("unit")
-    if not isinstance(unit, str) or not unit or unit.startswith("-"):
+    if not isinstance(unit, str):
         raise ValueError(f"invalid unit {unit!r}")
+    try:
+        validate_unit_name(unit)
+    except UnitNameError as err:
+        raise ValueError(f"invalid unit {unit!r}: {err}") from err
+    if not isinstance(request.get("nonce"), str):
+        raise ValueError("request has no nonce")
     lines = request.get("lines")
     if not isinstance(lines, int) or not 0 <= lines <= MAX_LINES:
         raise ValueError(f"invalid line count {lines!r}")
@@ -92,6 +100,9 @@ class PeerServer:
     """Serves journal requests from other fleetd instances and fleetctl."""
 
     def __init__(self, secret: bytes, host: str, port: int) -> None:
+        # Nonces of the requests served in the last MAX_CLOCK_SKEW seconds,
+        # so a signed request cannot be replayed while its time is valid.
+        self._seen: dict[str, float] = {}
         self.secret = secret
         self.host = host
         self.port = port
@@ -111,10 +122,13 @@ class PeerServer:
     ) -> None:
         peer = writer.get_extra_info("peername")
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=10)
             try:
-                request = check_request(self.secret, line, time.time())
+                line = await asyncio.wait_for(reader.readline(), timeout=10)
+                now = time.time()
+                request = check_request(self.secret, line, now)
+                self._check_replay(str(request["nonce"]), now)
             except ValueError as err:
+                # A first line over the stream limit also raises ValueError.
                 log.warning("rejected peer request from %s: %s", peer, err)
                 writer.write(f"ERROR {err}\n".encode())
                 return
@@ -126,6 +140,14 @@ class PeerServer:
             with contextlib.suppress(ConnectionError):
                 writer.close()
                 await writer.wait_closed()
+
+    def _check_replay(self, nonce: str, now: float) -> None:
+        for seen, at in list(self._seen.items()):
+            if now - at > MAX_CLOCK_SKEW:
+                del self._seen[seen]
+        if nonce in self._seen:
+            raise ValueError("request replayed")
+        self._seen[nonce] = now
 
     async def _stream_journal(
         self,
