@@ -18,6 +18,7 @@ COMMANDS = {
     "start": "fleetctl.commands.submit:start",
     "stop": "fleetctl.commands.stop:stop",
     "unload": "fleetctl.commands.stop:unload",
+    "restart": "fleetctl.commands.restart:restart",
     "destroy": "fleetctl.commands.destroy:destroy",
     "list-units": "fleetctl.commands.listing:list_units",
     "list-unit-files": "fleetctl.commands.listing:list_unit_files",

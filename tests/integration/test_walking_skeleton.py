@@ -128,6 +128,16 @@ def test_walking_skeleton(cluster: Callable[..., LocalCluster], tmp_path: Path) 
         follow.terminate()
     assert all("Hello World" in line for line in streamed)
 
+    # restart stops and starts it again in place.
+    def main_pid() -> str:
+        show = ["systemctl", "show", "--property=MainPID", "--value"]
+        return running_host.run([*show, "hello-world.service"]).stdout.strip()
+
+    pid_before = main_pid()
+    fleet.fleetctl(["restart", "hello-world.service"])
+    assert unit_rows(fleet)["hello-world.service"] == (machine, "active", "running")
+    assert main_pid() != pid_before
+
     # A unit that fails to start makes start exit 1 instead of waiting.
     failing = tmp_path / "fails.service"
     failing.write_text("[Service]\nExecStart=/bin/false\n")

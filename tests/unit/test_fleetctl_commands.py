@@ -752,3 +752,32 @@ def test_stop_right_after_start_is_kept(registry: FakeRegistry) -> None:
     result = run("stop", "--no-block", "slow.service")
     assert result.exit_code == 0
     assert registry.writes == ["desire slow.service loaded"]
+
+
+# -- restart --------------------------------------------------------------------
+
+
+def test_restart_stops_then_starts(registry: FakeRegistry) -> None:
+    registry.add("web.service", WEB, DesiredState.LAUNCHED, MACHINE_A, "launched")
+    result = run("restart", "--no-block", "web.service")
+    assert result.exit_code == 0, result.stderr
+    assert registry.writes == [
+        "desire web.service loaded",
+        "desire web.service launched",
+    ]
+    assert "Triggered unit web.service restart" in result.stdout
+
+
+def test_restart_of_loaded_unit_starts_it(registry: FakeRegistry) -> None:
+    registry.add("web.service", WEB, DesiredState.LOADED, MACHINE_A, "loaded")
+    result = run("restart", "--no-block", "web.service")
+    assert result.exit_code == 0, result.stderr
+    assert registry.writes == ["desire web.service launched"]
+
+
+def test_restart_of_inactive_unit_fails(registry: FakeRegistry) -> None:
+    registry.add("web.service", WEB)
+    result = run("restart", "web.service")
+    assert result.exit_code == 1
+    assert "Unable to restart unit web.service in state inactive" in result.stderr
+    assert registry.writes == []
