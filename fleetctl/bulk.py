@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import enum
 import logging
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from fleetctl.client import ClientRegistry
+from fleetctl.client import ClientRegistry, api_registry_of, etcd_registry_of
 from fleetctl.creation import NewUnit
 from fleetd.model import DesiredState
 
@@ -120,35 +119,16 @@ async def store_units(
     returned. Raises ``FleetError`` when etcd or the API fails; the writes
     reported until then are stored.
     """
-    etcd = _etcd_registry(registry)
+    etcd = etcd_registry_of(registry)
     if etcd is not None:
         return await _store_in_transactions(etcd, writes, activate, report)
-    api = _api_registry(registry)
+    api = api_registry_of(registry)
     if api is not None:
         return _store_concurrently(api, writes, activate, report)
     missing: list[str] = []
     for write in writes:
         await _store_one(registry, write, activate, report, missing)
     return missing
-
-
-# Each driver's module is looked up in sys.modules instead of imported:
-# a registry of its class exists only if its module is loaded, and importing
-# the other driver's module (grpc, or http.client) would slow fleetctl down.
-
-
-def _etcd_registry(registry: ClientRegistry) -> EtcdRegistry | None:
-    module = sys.modules.get("fleetd.registry.etcd")
-    if module is not None and isinstance(registry, module.EtcdRegistry):
-        return cast("EtcdRegistry", registry)
-    return None
-
-
-def _api_registry(registry: ClientRegistry) -> ApiRegistry | None:
-    module = sys.modules.get("fleetctl.api")
-    if module is not None and isinstance(registry, module.ApiRegistry):
-        return cast("ApiRegistry", registry)
-    return None
 
 
 async def _store_one(

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import click
 
 from fleetd.errors import FleetError
 from fleetd.registry import Registry
+
+if TYPE_CHECKING:
+    from fleetctl.api import ApiRegistry
+    from fleetd.registry.etcd import EtcdRegistry
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +156,28 @@ async def _open_api(
         api.close()
 
 
+# The two functions below look the driver's module up in sys.modules instead
+# of importing it: a registry of its class exists only if its module is
+# loaded, and importing the other driver's module (grpc, or http.client)
+# would slow fleetctl down.
+
+
+def etcd_registry_of(registry: ClientRegistry) -> EtcdRegistry | None:
+    """Return ``registry`` if the etcd driver opened it, else None."""
+    module = sys.modules.get("fleetd.registry.etcd")
+    if module is not None and isinstance(registry, module.EtcdRegistry):
+        return cast("EtcdRegistry", registry)
+    return None
+
+
+def api_registry_of(registry: ClientRegistry) -> ApiRegistry | None:
+    """Return ``registry`` if the API driver opened it, else None."""
+    module = sys.modules.get("fleetctl.api")
+    if module is not None and isinstance(registry, module.ApiRegistry):
+        return cast("ApiRegistry", registry)
+    return None
+
+
 ClientOpener = Callable[
     [Settings], contextlib.AbstractAsyncContextManager[ClientRegistry]
 ]
@@ -168,6 +194,10 @@ def run_with_registry(
     Every ``FleetError`` (etcd unreachable, invalid unit file, ...) becomes a
     one-line ``click.ClickException``, so the user sees "Error: <message>".
     """
+
+    # Imported here, about 20 ms by `python -X importtime`, so that --help and
+    # --version, which reach no registry, skip it.
+    import asyncio
 
     async def run() -> T:
         async with opener(settings) as registry:

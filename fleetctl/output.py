@@ -31,7 +31,7 @@ def format_table(lines: Iterable[str]) -> str:
     """
     rows = [line.split("\t") for line in lines]
     if rows and len({len(row) for row in rows}) == 1:
-        return _format_uniform(rows)
+        return _format_uniform(list(zip(*rows, strict=True)))
     widths: list[list[int]] = [[] for _ in rows]
     _measure_columns(rows, widths, column=0, start=0, end=len(rows))
 
@@ -46,33 +46,36 @@ def format_table(lines: Iterable[str]) -> str:
     return "".join(output)
 
 
-def _format_uniform(rows: list[list[str]]) -> str:
-    """Format rows that all have the same number of cells: one block per column.
+def format_columns(columns: Sequence[Sequence[str]]) -> str:
+    """Return ``format_table`` of the rows whose cells ``columns`` lists by column.
 
-    The result equals the general path's. This path computes each padding
-    once per column and text length, which makes list-units at 10,000 units
-    several times faster.
+    Every column has a cell for every row. This skips joining the cells into
+    lines and splitting them again, unless a cell contains a tab, which
+    starts a new cell there as in the tabwriter's input.
     """
-    cells = len(rows[0]) - 1
-    widths = [
-        max(len(row[column]) for row in rows) + PADDING for column in range(cells)
-    ]
-    # One padding string per (column, text length), computed once.
-    padding: list[dict[int, str]] = [{} for _ in range(cells)]
-    output: list[str] = []
-    for row in rows:
-        parts: list[str] = []
-        for column in range(cells):
-            cell = row[column]
-            tabs = padding[column].get(len(cell))
-            if tabs is None:
-                tabs = "\t" * _tab_count(len(cell), widths[column])
-                padding[column][len(cell)] = tabs
-            parts.append(cell)
-            parts.append(tabs)
-        parts.append(row[cells])
-        output.append("".join(parts))
-    return "\n".join(output) + "\n"
+    if any("\t" in "".join(column) for column in columns):
+        return format_table(["\t".join(row) for row in zip(*columns, strict=True)])
+    if not columns or not columns[0]:
+        return ""
+    return _format_uniform(columns)
+
+
+def _format_uniform(columns: Sequence[Sequence[str]]) -> str:
+    """Format rows that all have the same number of cells, given column by column.
+
+    The result equals the general path's: every column is one block. The
+    padding is computed once per column and text length, which makes
+    list-units at 10,000 units several times faster.
+    """
+    padded = [_pad_column(column) for column in columns[:-1]]
+    return "\n".join(map("".join, zip(*padded, columns[-1], strict=True))) + "\n"
+
+
+def _pad_column(cells: Sequence[str]) -> list[str]:
+    lengths = list(map(len, cells))
+    width = max(lengths) + PADDING
+    padding = {length: "\t" * _tab_count(length, width) for length in set(lengths)}
+    return [cell + padding[length] for cell, length in zip(cells, lengths, strict=True)]
 
 
 def _measure_columns(
@@ -180,9 +183,11 @@ def render_table(
     legend: bool,
 ) -> str:
     """Render ``rows`` as a tab-aligned table; the legend is the upper-cased names."""
-    lines: list[str] = []
-    if legend:
-        lines.append("\t".join(column.name.upper() for column in columns))
-    for row in rows:
-        lines.append("\t".join(column.render(row, full) for column in columns))
-    return format_table(lines)
+    rows = list(rows)
+    cells: list[list[str]] = []
+    for column in columns:
+        render = column.render
+        cells.append([render(row, full) for row in rows])
+        if legend:
+            cells[-1].insert(0, column.name.upper())
+    return format_columns(cells)

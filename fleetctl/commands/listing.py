@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
 
 from fleetctl.client import ClientRegistry, run_with_registry
-from fleetctl.commands.common import is_global
 from fleetctl.options import FleetCommand, get_settings, warn
 from fleetctl.output import (
     Column,
@@ -20,8 +18,8 @@ from fleetctl.output import (
     short_hash,
     short_machine_id,
 )
+from fleetctl.states import unit_states
 from fleetd.model import Machine, Unit, UnitState
-from fleetd.unit import UnitFile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,8 +54,9 @@ def _table_options(
 # -- list-units ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StateRow:
+# Rows are named tuples because a table has one per unit, and tuples are
+# quicker to build than dataclass instances.
+class StateRow(NamedTuple):
     state: UnitState
     public_ip: str
 
@@ -85,7 +84,7 @@ def list_units(fields: str, no_legend: bool, full: bool) -> None:
 
     async def action(registry: ClientRegistry) -> list[StateRow]:
         ips = _machine_ips(await registry.machines())
-        states = await registry.unit_states()
+        states = await unit_states(registry)
         return [StateRow(state, ips.get(state.machine_id, "")) for state in states]
 
     rows = run_with_registry(get_settings(), action)
@@ -95,8 +94,7 @@ def list_units(fields: str, no_legend: bool, full: bool) -> None:
 # -- list-unit-files ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UnitRow:
+class UnitRow(NamedTuple):
     unit: Unit
     is_global: bool
     public_ip: str
@@ -109,6 +107,8 @@ def _unit_target(row: UnitRow, full: bool) -> str:
 
 
 def _unit_description(row: UnitRow, full: bool) -> str:
+    from fleetd.unit import UnitFile
+
     description = UnitFile.parse(row.unit.raw).description
     return description or "-"
 
@@ -139,6 +139,10 @@ def list_unit_files(fields: str, no_legend: bool, full: bool) -> None:
     columns = parse_fields(fields, UNIT_FILE_COLUMNS)
     if any(column.name == "tmachine" for column in columns):
         warn('WARNING: The "tmachine" field is deprecated. Use "target" instead')
+
+    # Imported here because it loads the unit file parser and the [X-Fleet]
+    # rules, which list-units does not need.
+    from fleetctl.commands.common import is_global
 
     async def action(registry: ClientRegistry) -> list[UnitRow]:
         units = await registry.units()

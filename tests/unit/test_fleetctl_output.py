@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from fleetctl.output import (
     Column,
+    format_columns,
     format_metadata,
     format_table,
     machine_legend,
@@ -152,3 +153,21 @@ def test_uniform_rows_match_general_layout(rows: list[list[str]]) -> None:
     # A line with one cell fewer sends the table through the general path.
     general = format_table([*lines, "x"])
     assert format_table(lines) == general[: -len("x\n")]
+
+
+@given(
+    st.lists(
+        st.lists(st.text(alphabet="ab\t.é", max_size=12), min_size=3, max_size=3),
+        max_size=20,
+    )
+)
+def test_format_columns_matches_format_table(rows: list[list[str]]) -> None:
+    columns = [[row[index] for row in rows] for index in range(3)]
+    expected = format_table(["\t".join(row) for row in rows])
+    assert format_columns(columns) == expected
+
+
+def test_format_columns_tab_in_cell_splits_it() -> None:
+    columns = [["a", "b\tc"], ["x", "y"]]
+    assert format_columns(columns) == format_table(["a\tx", "b\tc\ty"])
+    assert format_columns(columns) == "a\tx\nb\tc\ty\n"
