@@ -14,11 +14,13 @@ import http.client
 import json
 import logging
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
+from fleetctl.pages import read_pages
 from fleetd.errors import ApiError, FleetError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.unit import UnitFile, UnitOption
@@ -30,6 +32,9 @@ API_PATH = "/fleet/v1"
 # The original fleetctl polled every 250 ms too.
 POLL_SECONDS = 0.25
 JOURNAL_CHUNK = 65536
+# The wait for a status reply, at least: fleetd may give systemctl 20 s and
+# the peer machine 10 s more to connect and reply.
+STATUS_TIMEOUT = 35.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,23 @@ def _connection(
         ) from err
     return http.client.HTTPSConnection(
         endpoint.host, endpoint.port, timeout=timeout, context=context
+    )
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    """The output and exit code of ``systemctl status`` for a unit on one machine."""
+
+    machine_id: str
+    exit_code: int
+    output: str
+
+
+def status_from_json(data: dict[str, Any]) -> MachineStatus:
+    return MachineStatus(
+        machine_id=str(data.get("machineID") or ""),
+        exit_code=int(data.get("exitCode") or 0),
+        output=str(data.get("output") or ""),
     )
 
 
@@ -271,17 +293,32 @@ class ApiRegistry:
     def _list(
         self, path: str, field: str, query: dict[str, str] | None = None
     ) -> list[Any]:
-        items: list[Any] = []
-        params = dict(query or {})
-        while True:
+        """Return the items of every page of a list; see fleetctl.pages."""
+        caller = threading.current_thread()
+        local = threading.local()
+        clones: list[ApiRegistry] = []
+        clones_lock = threading.Lock()
+
+        def fetch(token: str) -> dict[str, Any]:
+            registry: ApiRegistry = self
+            if threading.current_thread() is not caller:
+                registry = getattr(local, "registry", None) or self.clone()
+                if registry is not getattr(local, "registry", None):
+                    local.registry = registry
+                    with clones_lock:
+                        clones.append(registry)
+            params = dict(query or {})
+            if token:
+                params["nextPageToken"] = token
             suffix = f"?{urlencode(params)}" if params else ""
-            _, page = self._request("GET", path + suffix)
-            page = page or {}
-            items.extend(page.get(field) or ())
-            token = page.get("nextPageToken")
-            if not token:
-                return items
-            params["nextPageToken"] = token
+            _, page = registry._request("GET", path + suffix)
+            return page or {}
+
+        try:
+            return read_pages(fetch, field)
+        finally:
+            for clone in clones:
+                clone.close()
 
     # -- blocking writes, also used from several threads by fleetctl.bulk ----
 
@@ -408,3 +445,23 @@ class ApiRegistry:
         finally:
             self.close()
         return 0
+
+    def unit_status(self, name: str, machine_id: str = "") -> list[MachineStatus]:
+        """Return ``systemctl status`` of ``name`` from the machines that run it.
+
+        One entry for a unit placed on one machine, one per machine for a
+        global unit; ``machine_id`` limits the request to that machine.
+        Raises ApiError when fleetd rejects it: 404 for an unknown unit, 409
+        for a unit not loaded, 502 when a machine cannot be reached.
+        """
+        path = f"{_unit_path(name)}/status"
+        if machine_id:
+            path += "?" + urlencode({"machineID": machine_id})
+        # systemctl on a remote machine may take longer than --request-timeout.
+        slow = ApiRegistry(self.endpoint, max(self.timeout, STATUS_TIMEOUT), self._tls)
+        try:
+            _, data = slow._request("GET", path)
+        finally:
+            slow.close()
+        items = data if isinstance(data, list) else [data]
+        return [status_from_json(item) for item in items]

@@ -25,6 +25,7 @@ COMMANDS = {
     "list-machines": "fleetctl.commands.listing:list_machines",
     "cat": "fleetctl.commands.inspect:cat",
     "journal": "fleetctl.commands.inspect:journal",
+    "status": "fleetctl.commands.status:status",
     "explain": "fleetctl.commands.explain:explain",
     "version": "fleetctl.commands.version:version",
     "verify": "fleetctl.commands.version:verify",

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from fleetd import __version__
-from fleetd.api import journal, placement, resources
+from fleetd.api import journal, placement, resources, status
 from fleetd.api.backend import ApiBackend
 from fleetd.api.listeners import (
     TLSOptions,
@@ -303,6 +303,10 @@ class ApiServer:
             len(rest) == 2 and rest[0] and rest[1] == "journal" and resource == "units"
         ):
             return await self._journal(request, api_request, rest[0])
+        elif len(rest) == 2 and rest[0] and rest[1] == "status" and resource == "units":
+            return _json_response(
+                await status.unit_status(backend, api_request, rest[0])
+            )
         elif (
             len(rest) == 2
             and rest[0]
