@@ -14,13 +14,11 @@ import http.client
 import json
 import logging
 import socket
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
-from fleetctl.pages import read_pages
 from fleetd.errors import ApiError, FleetError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.unit import UnitFile, UnitOption
@@ -293,32 +291,17 @@ class ApiRegistry:
     def _list(
         self, path: str, field: str, query: dict[str, str] | None = None
     ) -> list[Any]:
-        """Return the items of every page of a list; see fleetctl.pages."""
-        caller = threading.current_thread()
-        local = threading.local()
-        clones: list[ApiRegistry] = []
-        clones_lock = threading.Lock()
-
-        def fetch(token: str) -> dict[str, Any]:
-            registry: ApiRegistry = self
-            if threading.current_thread() is not caller:
-                registry = getattr(local, "registry", None) or self.clone()
-                if registry is not getattr(local, "registry", None):
-                    local.registry = registry
-                    with clones_lock:
-                        clones.append(registry)
-            params = dict(query or {})
-            if token:
-                params["nextPageToken"] = token
+        items: list[Any] = []
+        params = dict(query or {})
+        while True:
             suffix = f"?{urlencode(params)}" if params else ""
-            _, page = registry._request("GET", path + suffix)
-            return page or {}
-
-        try:
-            return read_pages(fetch, field)
-        finally:
-            for clone in clones:
-                clone.close()
+            _, page = self._request("GET", path + suffix)
+            page = page or {}
+            items.extend(page.get(field) or ())
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+            params["nextPageToken"] = token
 
     # -- blocking writes, also used from several threads by fleetctl.bulk ----
 
