@@ -40,7 +40,7 @@ class Section:
 
 @dataclass
 class UnitReport:
-    """What status prints for one argument: sections, or a problem that ends it."""
+    """The sections printed for one argument, or the problem that ends the command."""
 
     sections: list[Section] = field(default_factory=list)
     problem: str = ""

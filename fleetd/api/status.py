@@ -2,8 +2,8 @@
 
 This resource is not in the original API. It lets fleetctl's API driver show
 ``systemctl status`` of a unit with no access to etcd and no SSH. The local
-fleetd runs systemctl for a unit on its own machine, and asks the fleetd of
-any other machine over the signed peer channel.
+fleetd runs systemctl for a unit on its own machine, and requests the status
+from the fleetd of any other machine over the signed peer channel.
 
 The reply for a unit placed on one machine is one object
 ``{"machineID", "exitCode", "output"}``. For a global unit it is a list of
@@ -99,7 +99,7 @@ async def machine_status(
 
 
 async def unit_status(backend: ApiBackend, request: ApiRequest, name: str) -> Reply:
-    """Answer ``GET units/<name>/status[?machineID=<id>]``; 405 for other methods."""
+    """Serve ``GET units/<name>/status[?machineID=<id>]``; 405 for other methods."""
     if request.method != "GET":
         raise HttpError(405, "only GET supported against this resource", Allow="GET")
     machine_id = (request.query.get("machineID") or [""])[0]

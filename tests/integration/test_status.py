@@ -1,9 +1,10 @@
 """fleetctl status on test hosts, with the etcd driver and with the API driver.
 
 One cluster of three hosts serves every case. fleetctl runs on the machine
-outside the hosts (the etcd driver, so every unit is remote and its status
-comes over the peer channel) and inside hosts (the API driver, through that
-host's fleetd, and the etcd driver for a unit on the same host).
+outside the hosts with the etcd driver, so every unit is remote and its
+status comes over the peer channel. It also runs inside hosts, with the API
+driver through that host's fleetd, and with the etcd driver for a unit on
+the same host.
 """
 
 from __future__ import annotations
