@@ -255,6 +255,44 @@ class PeerServer:
             await process.wait()
 
 
+async def open_peer(
+    machine: Machine,
+    operation: str,
+    unit: str,
+    *,
+    secret: bytes,
+    timeout: float,
+    **fields: object,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``machine``'s fleetd and send one signed request.
+
+    Raises ConnectionError when the machine publishes no peer address, OSError
+    when it cannot be reached and TimeoutError when it does not answer.
+    """
+    if not machine.public_ip or not machine.peer_port:
+        raise ConnectionError(f"machine {machine.id} publishes no peer address")
+    request: dict[str, object] = {
+        "op": operation,
+        "unit": unit,
+        **fields,
+        "time": time.time(),
+        "nonce": secrets.token_hex(8),
+    }
+    request["mac"] = sign(secret, request)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(machine.public_ip, machine.peer_port), timeout
+    )
+    writer.write(json.dumps(request).encode() + b"\n")
+    await writer.drain()
+    return reader, writer
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 async def stream_journal(
     machine: Machine,
     unit: str,
@@ -267,26 +305,17 @@ async def stream_journal(
     timeout: float = 10.0,
 ) -> int:
     """Copy ``unit``'s journal on ``machine`` to ``out``; returns an exit code."""
-    if not machine.public_ip or not machine.peer_port:
-        raise ConnectionError(
-            f"machine {machine.id} publishes no address for its journal"
-        )
-    request: dict[str, object] = {
-        "op": "journal",
-        "unit": unit,
-        "lines": lines,
-        "follow": follow,
-        "output": output,
-        "time": time.time(),
-        "nonce": secrets.token_hex(8),
-    }
-    request["mac"] = sign(secret, request)
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(machine.public_ip, machine.peer_port), timeout
+    reader, writer = await open_peer(
+        machine,
+        "journal",
+        unit,
+        secret=secret,
+        timeout=timeout,
+        lines=lines,
+        follow=follow,
+        output=output,
     )
     try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
         status = await asyncio.wait_for(reader.readline(), timeout)
         if status != b"OK\n":
             message = status.decode(errors="replace").strip() or "connection closed"
@@ -297,9 +326,7 @@ async def stream_journal(
             out.write(chunk)
             out.flush()
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await _close(writer)
     return 0
 
 
@@ -313,26 +340,13 @@ async def fetch_status(
     OSError when it cannot be reached, and TimeoutError when it sends no
     reply within ``timeout`` seconds plus the time systemctl may take.
     """
-    if not machine.public_ip or not machine.peer_port:
-        raise ConnectionError(f"machine {machine.id} publishes no peer address")
-    request: dict[str, object] = {
-        "op": "status",
-        "unit": unit,
-        "time": time.time(),
-        "nonce": secrets.token_hex(8),
-    }
-    request["mac"] = sign(secret, request)
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(machine.public_ip, machine.peer_port), timeout
+    reader, writer = await open_peer(
+        machine, "status", unit, secret=secret, timeout=timeout
     )
     try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
         reply = await asyncio.wait_for(reader.read(), timeout + STATUS_TIMEOUT)
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await _close(writer)
     return parse_status_reply(machine.id, reply)
 
 

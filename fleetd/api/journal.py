@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetd.api.backend import ApiBackend
 from fleetd.api.resources import HttpError
 from fleetd.model import DesiredState, Machine
-from fleetd.peer import MAX_LINES, OUTPUT_MODES, journalctl_argv, sign
+from fleetd.peer import MAX_LINES, OUTPUT_MODES, journalctl_argv, open_peer
 
 Writer = Callable[[bytes], Awaitable[None]]
 CHUNK = 65536
@@ -128,28 +125,18 @@ async def open_peer_journal(
 
     Raises HttpError(502) when the peer cannot be reached or refuses.
     """
-    if not machine.public_ip or not machine.peer_port:
-        raise HttpError(
-            502, f"machine {machine.id} publishes no address for its journal"
-        )
-    message: dict[str, object] = {
-        "op": "journal",
-        "unit": unit,
-        "lines": request.lines,
-        "follow": request.follow,
-        "output": request.output,
-        "time": time.time(),
-        "nonce": secrets.token_hex(8),
-    }
-    message["mac"] = sign(secret, message)
     where = f"{machine.public_ip}:{machine.peer_port}"
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(machine.public_ip, machine.peer_port),
-            PEER_TIMEOUT,
+        reader, writer = await open_peer(
+            machine,
+            "journal",
+            unit,
+            secret=secret,
+            timeout=PEER_TIMEOUT,
+            lines=request.lines,
+            follow=request.follow,
+            output=request.output,
         )
-        writer.write(json.dumps(message).encode() + b"\n")
-        await writer.drain()
         status = await asyncio.wait_for(reader.readline(), PEER_TIMEOUT)
     except (OSError, TimeoutError) as err:
         raise HttpError(
