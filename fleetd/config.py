@@ -65,7 +65,7 @@ class Config:
     # Data directory of the etcd a lone fleetd starts when none is configured.
     local_etcd_dir: str = "/var/lib/fleet/etcd"
     # True when etcd_servers came from the file or the environment, so a lone
-    # fleetd knows whether it may start an etcd of its own.
+    # fleetd can decide whether to start an etcd of its own.
     etcd_servers_set: bool = False
 
 

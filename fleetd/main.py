@@ -50,7 +50,7 @@ def _etcd_reachable(config: Config) -> bool:
 
 @contextlib.contextmanager
 def _local_etcd(config: Config) -> Iterator[Config]:
-    """Start an etcd of our own when none is configured and none answers."""
+    """Start an etcd of our own when none is configured and none responds."""
     if config.etcd_servers_set or _etcd_reachable(config):
         yield config
         return

@@ -267,7 +267,7 @@ async def open_peer(
     """Connect to ``machine``'s fleetd and send one signed request.
 
     Raises ConnectionError when the machine publishes no peer address, OSError
-    when it cannot be reached and TimeoutError when it does not answer.
+    when it cannot be reached and TimeoutError when it does not reply.
     """
     if not machine.public_ip or not machine.peer_port:
         raise ConnectionError(f"machine {machine.id} publishes no peer address")

@@ -3,7 +3,7 @@
 The lease carries everything that must vanish with the machine: its machine
 key, the unit states it publishes and, while it leads, the engine leader key.
 When the lease is lost (etcd unreachable for longer than the TTL) a new one is
-granted and the machine registers again; listeners are told so they can
+granted and the machine registers again; listeners are called so they can
 publish their keys again.
 """
 
@@ -54,7 +54,7 @@ class MachinePresence:
         """Take over the lease of this machine's previous fleetd, if still alive.
 
         A restarted fleetd finds its own machine key still registered until
-        the old lease expires. The lease ID saved in the private /run tells
+        the old lease expires. The lease ID saved in the private /run distinguishes
         our own key from a duplicate machine ID on another host.
         """
         if self._lease_file is None or not self._lease_file.exists():
@@ -77,7 +77,7 @@ class MachinePresence:
         return True
 
     async def register_once(self) -> bool:
-        """Try once to register; False if another fleetd holds this machine ID."""
+        """Try once to register; False if another fleetd registered this machine ID."""
         if await self._adopt_previous_lease():
             log.info("re-registered machine %s on its previous lease", self.machine.id)
         else:

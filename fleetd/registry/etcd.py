@@ -63,7 +63,7 @@ class TLSFiles:
 # gRPC channel options added to etcd3aio's. The reconnect backoff is capped
 # at 1 s (gRPC's default grows to 120 s), so after an etcd outage every fleetd
 # renews its lease before it expires. Replies may be up to 64 MiB: a page of
-# the registry holds many unit files, and gRPC's default limit is 4 MiB.
+# the registry contains many unit files, and gRPC's default limit is 4 MiB.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -341,7 +341,7 @@ class EtcdRegistry:
 
     # -- the Registry protocol used by fleetctl ---------------------------
 
-    # Each reads only the keys its answer depends on: at 10,000 units the
+    # Each reads only the keys its result depends on: at 10,000 units the
     # unit files are most of the registry's bytes.
 
     async def units(self) -> list[Unit]:
@@ -436,7 +436,7 @@ async def open_registry(
 ) -> AsyncIterator[EtcdRegistry]:
     """Connect to etcd and yield the registry under ``prefix``.
 
-    Raises ``RegistryError`` naming the endpoints when etcd does not answer.
+    Raises ``RegistryError`` naming the endpoints when etcd does not respond.
     """
     targets, use_tls = parse_endpoints(endpoints)
     tls = tls or TLSFiles()
