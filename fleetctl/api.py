@@ -14,7 +14,7 @@ import http.client
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
@@ -45,6 +45,9 @@ class ApiEndpoint:
     port: int = 0
     tls: bool = False
     base_path: str = ""
+    # Opens the stream to the API in place of a direct connection (--tunnel
+    # with a unix socket endpoint); it takes the timeout in seconds.
+    opener: Callable[[float | None], socket.socket] | None = None
 
 
 def parse_endpoint(url: str) -> ApiEndpoint:
@@ -81,6 +84,17 @@ def parse_endpoint(url: str) -> ApiEndpoint:
     )
 
 
+class _OpenerConnection(http.client.HTTPConnection):
+    def __init__(
+        self, opener: Callable[[float | None], socket.socket], timeout: float | None
+    ) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.opener = opener
+
+    def connect(self) -> None:
+        self.sock = self.opener(self.timeout)
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -109,6 +123,8 @@ class TLSClientFiles:
 def _connection(
     endpoint: ApiEndpoint, timeout: float, tls: TLSClientFiles
 ) -> http.client.HTTPConnection:
+    if endpoint.opener is not None:
+        return _OpenerConnection(endpoint.opener, timeout)
     if endpoint.socket_path:
         return _UnixConnection(endpoint.socket_path, timeout)
     if not endpoint.tls:
