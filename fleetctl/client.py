@@ -18,6 +18,7 @@ from fleetd.registry import Registry
 
 if TYPE_CHECKING:
     from fleetctl.api import ApiRegistry
+    from fleetctl.tunnel import SSHTunnel
     from fleetd.registry.etcd import EtcdRegistry
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,12 @@ class Settings:
     cert_file: str = ""
     key_file: str = ""
     debug: bool = False
+    # SSH: --tunnel HOST[:PORT] (or "") and the options of every ssh run.
     tunnel: str = ""
+    ssh_username: str = "core"
+    strict_host_key_checking: bool = True
+    known_hosts_file: str = "~/.fleetctl/known_hosts"
+    ssh_timeout: float = 10.0
 
     def endpoints(self) -> list[str]:
         """Return the comma-separated --endpoint value as a list of URLs."""
@@ -98,22 +104,34 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
     Raises ``click.ClickException`` for settings that cannot work, and
     ``FleetError`` when the API or etcd does not respond.
     """
-    if settings.tunnel:
-        click.echo(
-            f"WARNING: --tunnel {settings.tunnel} is not supported and is ignored; "
-            "connecting to --endpoint directly",
-            err=True,
-        )
     endpoints = settings.endpoints()
     if not endpoints:
         raise click.ClickException(
             f"--endpoint {settings.endpoint!r} names no URL; give one such as "
             f"{DEFAULT_API_ENDPOINT} or, with --driver=etcd, http://127.0.0.1:2379"
         )
+    if settings.tunnel:
+        # Imported here because only --tunnel needs ssh.
+        from fleetctl.tunnel import SSHOptions, SSHTunnel
+
+        with SSHTunnel(SSHOptions.from_settings(settings)) as tunnel:
+            async with _open_direct(settings, endpoints, tunnel) as registry:
+                yield registry
+        return
+    async with _open_direct(settings, endpoints, None) as registry:
+        yield registry
+
+
+@contextlib.asynccontextmanager
+async def _open_direct(
+    settings: Settings, endpoints: list[str], tunnel: SSHTunnel | None
+) -> AsyncIterator[ClientRegistry]:
     if settings.resolved_driver() == "API":
-        async with _open_api(settings, endpoints) as api:
+        async with _open_api(settings, endpoints, tunnel) as api:
             yield api
         return
+    if tunnel is not None:
+        endpoints = [tunnel.forward_url(url) for url in endpoints]
 
     # Imported here because the etcd registry loads etcd3aio and grpc, about
     # 0.1 s by `python -X importtime` on the development machine, which
@@ -136,7 +154,7 @@ async def open_client(settings: Settings) -> AsyncIterator[ClientRegistry]:
 
 @contextlib.asynccontextmanager
 async def _open_api(
-    settings: Settings, endpoints: list[str]
+    settings: Settings, endpoints: list[str], tunnel: SSHTunnel | None
 ) -> AsyncIterator[ClientRegistry]:
     # Imported here so that --help and --version skip http.client and ssl.
     from fleetctl.api import ApiRegistry, TLSClientFiles, parse_endpoint
@@ -148,7 +166,10 @@ async def _open_api(
             ", ".join(endpoints[1:]),
         )
     tls = TLSClientFiles(settings.ca_file, settings.cert_file, settings.key_file)
-    api = ApiRegistry(parse_endpoint(endpoints[0]), settings.request_timeout, tls)
+    endpoint = parse_endpoint(endpoints[0])
+    if tunnel is not None:
+        endpoint = tunnel.api_endpoint(endpoint)
+    api = ApiRegistry(endpoint, settings.request_timeout, tls)
     log.debug("using the fleet API at %s", endpoints[0])
     try:
         yield api

@@ -101,39 +101,37 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
     GlobalOption(
         ("--etcd-keyfile",), "key_file", "Deprecated: --key-file.", hidden=True
     ),
-    # The SSH options below are accepted so that existing scripts keep working;
-    # this fleetctl reaches machines without SSH, so they change nothing.
     GlobalOption(
         ("--tunnel",),
         "tunnel",
-        "Accepted for compatibility; SSH tunnels are not used.",
+        "Reach fleetd or etcd through SSH to HOST[:PORT] (port 22 by default).",
         "",
     ),
     GlobalOption(
         ("--strict-host-key-checking/--no-strict-host-key-checking",),
         "strict_host_key_checking",
-        "Accepted for compatibility; SSH is not used.",
+        "Check SSH host keys against --known-hosts-file, asking about new ones.",
         default=True,
         is_bool=True,
     ),
     GlobalOption(
         ("--ssh-username",),
         "ssh_username",
-        "Accepted for compatibility; SSH is not used.",
+        "User name to log in as over SSH.",
         "core",
     ),
     GlobalOption(
         ("--known-hosts-file",),
         "known_hosts_file",
-        "Accepted for compatibility; SSH is not used.",
+        "known_hosts file for SSH; unused without strict host key checking.",
         "~/.fleetctl/known_hosts",
     ),
     GlobalOption(
         ("--ssh-timeout",),
         "ssh_timeout",
-        "Accepted for compatibility; SSH is not used.",
+        "Seconds allowed to set up an SSH connection (rounded up; 0: ssh's default).",
         10.0,
-        type=float,
+        type=click.FloatRange(min=0.0),
     ),
     GlobalOption(
         ("--experimental-api/--no-experimental-api",),
@@ -146,15 +144,7 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
 )
 
 # Settings fields that only exist so that scripts' options are accepted.
-IGNORED_ATTRIBUTES = frozenset(
-    {
-        "strict_host_key_checking",
-        "ssh_username",
-        "known_hosts_file",
-        "ssh_timeout",
-        "experimental_api",
-    }
-)
+IGNORED_ATTRIBUTES = frozenset({"experimental_api"})
 
 
 def _param_name(option: GlobalOption) -> str:
