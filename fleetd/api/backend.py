@@ -64,6 +64,9 @@ class ApiBackend:
         self.write_timeout = write_timeout
         self._parsed: dict[str, ParsedFile] = {}
         self._lists: dict[str, tuple[tuple[int, int], Any]] = {}
+        # Per list name: the stamp of the mirror's contents, and the encoded
+        # pages served since, by page number.
+        self._pages: dict[str, tuple[tuple[int, int], dict[int, bytes]]] = {}
         self._changed = asyncio.Condition()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -91,16 +94,36 @@ class ApiBackend:
 
     # -- reads --------------------------------------------------------------
 
-    def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+    def _stamp(self) -> tuple[int, int]:
         # The view object changes on a full re-read and the revision on every
         # watch event, so together they identify the mirror's contents.
-        stamp = (id(self.mirror.view), self.mirror.revision)
+        return (id(self.mirror.view), self.mirror.revision)
+
+    def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+        stamp = self._stamp()
         cached = self._lists.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         value = build()
         self._lists[name] = (stamp, value)
         return value
+
+    def encoded_page(self, name: str, page: int, encode: Callable[[], bytes]) -> bytes:
+        """Return page ``page`` of the list ``name``, from ``encode`` or the cache.
+
+        The cache of a list is dropped when the mirror's contents change, so
+        ``encode`` must encode the page of the current contents.
+        """
+        stamp = self._stamp()
+        cached = self._pages.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, {})
+            self._pages[name] = cached
+        encoded = cached[1].get(page)
+        if encoded is None:
+            encoded = encode()
+            cached[1][page] = encoded
+        return encoded
 
     def parsed_file(self, name: str, unit_hash: str, raw: str) -> ParsedFile:
         parsed = self._parsed.get(unit_hash)

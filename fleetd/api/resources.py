@@ -34,11 +34,16 @@ MAX_METADATA_OPERATIONS = 128
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP response: a status, a JSON body (None for no body) and headers."""
+    """An HTTP response: a status, a JSON body (None for no body) and headers.
+
+    ``encoded`` is the body already encoded as compact JSON, sent as is in
+    place of ``body`` when it is not None.
+    """
 
     status: int
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    encoded: bytes | None = None
 
 
 class HttpError(Exception):
@@ -80,21 +85,37 @@ def _method_not_allowed(allowed: Sequence[str]) -> HttpError:
 
 
 def _page(
-    backend: ApiBackend, request: ApiRequest, items: Sequence[JSONObject], name: str
+    backend: ApiBackend,
+    request: ApiRequest,
+    items: Sequence[JSONObject],
+    name: str,
+    *,
+    cached: bool = True,
 ) -> Reply:
+    """Reply with the page of ``items`` that the request's token names.
+
+    With ``cached``, ``items`` must be the backend's list ``name`` for the
+    mirror's current contents: its encoded pages are kept until they change.
+    """
     try:
         token = token_from_query(
             request.query.get("nextPageToken", ()), backend.token_limit
         )
     except PageTokenError as err:
         raise HttpError(400, str(err)) from err
-    page, next_token = page_of(items, token)
-    body: JSONObject = {}
-    if page:
-        body[name] = list(page)
-    if next_token is not None:
-        body["nextPageToken"] = next_token
-    return Reply(200, body)
+
+    def encode() -> bytes:
+        page, next_token = page_of(items, token)
+        body: JSONObject = {}
+        if page:
+            body[name] = list(page)
+        if next_token is not None:
+            body["nextPageToken"] = next_token
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    if not cached:
+        return Reply(200, encoded=encode())
+    return Reply(200, encoded=backend.encoded_page(name, token.page, encode))
 
 
 def _decode_json(request: ApiRequest) -> Any:
@@ -269,7 +290,8 @@ def states(backend: ApiBackend, request: ApiRequest) -> Reply:
         items = [s for s in items if s.get("machineID", "") == machine_filter[0]]
     if unit_filter:
         items = [s for s in items if s.get("name", "") == unit_filter[0]]
-    return _page(backend, request, items, "states")
+    filtered = bool(machine_filter or unit_filter)
+    return _page(backend, request, items, "states", cached=not filtered)
 
 
 def state(backend: ApiBackend, request: ApiRequest, name: str) -> Reply:

@@ -52,6 +52,14 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 def _json_response(reply: Reply) -> web.Response:
     headers = {"Server": SERVER_HEADER, **reply.headers}
+    if reply.encoded is not None:
+        return web.Response(
+            status=reply.status,
+            body=reply.encoded,
+            content_type="application/json",
+            charset="utf-8",
+            headers=headers,
+        )
     if reply.body is None:
         return web.Response(status=reply.status, headers=headers)
     text = json.dumps(reply.body, separators=(",", ":"))
