@@ -15,6 +15,8 @@ import click
 from fleetctl.options import FleetCommand
 
 CHUNK = 65536
+# Seconds to keep copying replies after stdin ends, counted from the last reply.
+DRAIN_SECONDS = 5.0
 
 
 @click.command(cls=FleetCommand)
@@ -22,8 +24,8 @@ CHUNK = 65536
 def fd_forward(socket_path: str) -> None:
     """Proxy stdin and stdout to the unix socket SOCKET.
 
-    End-of-file on stdin shuts the socket's sending side down, and the
-    command exits once the socket has no more to send.
+    After end-of-file on stdin, replies are still copied to stdout until
+    the socket closes or stays quiet for a few seconds.
     """
     try:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -37,33 +39,39 @@ def fd_forward(socket_path: str) -> None:
         proxy(os.dup(0), os.dup(1), connection)
 
 
-def proxy(stdin: int, stdout: int, connection: socket.socket) -> None:
-    """Copy ``stdin`` to ``connection`` and ``connection`` to ``stdout`` until both end.
+def proxy(
+    stdin: int, stdout: int, connection: socket.socket, drain: float = DRAIN_SECONDS
+) -> None:
+    """Copy ``stdin`` to ``connection`` and ``connection`` to ``stdout``.
 
-    Takes ownership of both file descriptors and closes them.
+    Returns when the connection closes, or ``drain`` seconds after stdin
+    ends once no reply data has come for that long. Takes ownership of both
+    file descriptors and closes them.
     """
     selector = selectors.DefaultSelector()
     selector.register(stdin, selectors.EVENT_READ)
     selector.register(connection, selectors.EVENT_READ)
+    stdin_open = True
     try:
-        while len(selector.get_map()) > 0:
-            for key, _ in selector.select():
+        while True:
+            events = selector.select(None if stdin_open else drain)
+            if not events:
+                return  # stdin ended and the server had nothing more to send.
+            for key, _ in events:
                 if key.fileobj == stdin:
                     data = os.read(stdin, CHUNK)
                     if data:
                         connection.sendall(data)
                         continue
+                    # No half-close: aiohttp, for one, drops a connection
+                    # whose client shuts its sending side down.
                     selector.unregister(stdin)
-                    connection.shutdown(socket.SHUT_WR)
+                    stdin_open = False
                 else:
                     data = connection.recv(CHUNK)
-                    if data:
-                        _write_all(stdout, data)
-                        continue
-                    # The server finished: the client gets end-of-file too.
-                    selector.unregister(connection)
-                    if stdin in selector.get_map():
-                        selector.unregister(stdin)
+                    if not data:
+                        return
+                    _write_all(stdout, data)
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:

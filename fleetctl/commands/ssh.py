@@ -89,7 +89,12 @@ def resolve_target(
     by_machine = find_machine(arg, machines) if lookup != LOOKUP_UNIT else None
     by_unit = None
     if lookup != LOOKUP_MACHINE:
-        by_unit = find_unit_machine(arg, units, machines)
+        try:
+            by_unit = find_unit_machine(arg, units, machines)
+        except click.ClickException:
+            # A unit that is not running does not compete with a machine.
+            if by_machine is None:
+                raise
     if by_machine is not None and by_unit is not None:
         raise click.ClickException(
             f"ambiguous argument {arg!r}: it is both a machine ID prefix and a "
