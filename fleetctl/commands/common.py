@@ -12,7 +12,7 @@ from fleetctl.commands.version import SIGNING_DEPRECATED
 from fleetctl.options import exit_with
 from fleetd.errors import UnitFileError
 from fleetd.model import Unit
-from fleetd.rules import requirements_of
+from fleetd.rules import GLOBAL, requirements_of
 from fleetd.unit import UnitFile
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ def sign_option(function: F) -> F:
 
 def is_global(unit: Unit) -> bool:
     """Tell whether a registry unit is global ([X-Fleet] Global=true)."""
+    if GLOBAL not in unit.raw:
+        # The registry stores files serialized, one whole "Name=Value" line
+        # per option, so without this text there is no Global option. This
+        # skips parsing most files in list-unit-files.
+        return False
     try:
         return requirements_of(unit.name, UnitFile.parse(unit.raw)).is_global
     except UnitFileError as err:

@@ -23,6 +23,7 @@ import fleetctl.commands.inspect
 import fleetctl.waiting
 from fleetctl.cli import cli
 from fleetctl.client import ClientRegistry, Settings
+from fleetctl.commands.common import is_global
 from fleetd.errors import RegistryError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.unit import UnitFile
@@ -781,3 +782,17 @@ def test_restart_of_inactive_unit_fails(registry: FakeRegistry) -> None:
     assert result.exit_code == 1
     assert "Unable to restart unit web.service in state inactive" in result.stderr
     assert registry.writes == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (GLOBAL, True),
+        ("[X-Fleet]\nGlobal=false\n", False),
+        ("[Unit]\nDescription=Global web\n", False),
+        (WEB, False),
+    ],
+)
+def test_is_global_of_stored_file(raw: str, expected: bool) -> None:
+    unit = Unit("web.service", "", raw, DesiredState.INACTIVE)
+    assert is_global(unit) is expected
