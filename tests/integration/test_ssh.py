@@ -138,6 +138,9 @@ def start_sshd(host: Host, setup: SSHSetup) -> None:
         # fd-forward runs as `fleetctl` from the session's PATH.
         f"SetEnv PATH={VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin\n"
     )
+    # The host's IP is random and its own, so this port is free on it unless
+    # something already listens there: check, rather than talk to that.
+    assert not accepts(host.public_ip, setup.port), f"port {setup.port} is taken"
     host.run(["mkdir", "-p", "-m", "0755", "/run/sshd"])
     host.run(["systemd-run", "--unit=test-sshd", SSHD, "-D", "-e", "-f", str(config)])
     wait_until(lambda: accepts(host.public_ip, setup.port), 15, f"sshd on {host.name}")

@@ -133,8 +133,8 @@ def test_target_unit_problems() -> None:
     global_unit = unit(
         "all.service", raw="[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\n"
     )
-    gone = unit("gone.service", "f" * 32)
-    units = [global_unit, gone]
+    departed = unit("gone.service", "f" * 32)
+    units = [global_unit, departed]
     with pytest.raises(click.ClickException, match="is global"):
         resolve_target("all", "", units, MACHINES)
     with pytest.raises(click.ClickException, match="has left the cluster"):
