@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 # mirror shows its write.
 API_CONNECTIONS = 8
 
+# etcd rejects a request larger than --max-request-bytes, 1.5 MiB by default
+# (etcd 3.4 embed.DefaultMaxRequestBytes). A transaction's unit files stay
+# under 1 MiB, which leaves room for the keys and the message framing.
+MAX_TXN_FILE_BYTES = 1024 * 1024
+# An estimate of the other bytes one unit adds to a transaction: three keys
+# (compared, file, desired state) of a name of up to 255 bytes under the
+# default key prefix, and the desired state.
+KEYS_BYTES = 1024
+
 Report = Callable[[str], None]
 
 
@@ -86,17 +95,31 @@ def plan_writes(
     return writes
 
 
-def batches(writes: Sequence[UnitWrite], max_operations: int) -> list[list[UnitWrite]]:
-    """Split ``writes``, in order, into runs of at most ``max_operations`` ops."""
+def batches(
+    writes: Sequence[UnitWrite],
+    max_operations: int,
+    max_bytes: int,
+    size: Callable[[UnitWrite], int],
+) -> list[list[UnitWrite]]:
+    """Split ``writes``, in order, into runs within both limits.
+
+    A run has at most ``max_operations`` operations, and the ``size`` of its
+    writes adds up to at most ``max_bytes``, except that a single write
+    larger than that gets a run of its own.
+    """
     result: list[list[UnitWrite]] = []
     current: list[UnitWrite] = []
-    size = 0
+    operations = 0
+    total = 0
     for write in writes:
-        if current and size + write.operations > max_operations:
+        write_size = size(write)
+        too_many = operations + write.operations > max_operations
+        if current and (too_many or total + write_size > max_bytes):
             result.append(current)
-            current, size = [], 0
+            current, operations, total = [], 0, 0
         current.append(write)
-        size += write.operations
+        operations += write.operations
+        total += write_size
     if current:
         result.append(current)
     return result
@@ -172,8 +195,19 @@ async def _store_in_transactions(
     from fleetd.registry import view as keys
     from fleetd.registry.etcd import MAX_TXN_OPS, serialized_hash
 
+    records = {
+        write.name: keys.encode_unit_file(
+            write.name, serialized_hash(write.raw), write.raw
+        )
+        for write in writes
+        if write.kind is not WriteKind.DESIRE
+    }
+
+    def size(write: UnitWrite) -> int:
+        return len(records.get(write.name, "").encode()) + KEYS_BYTES
+
     missing: list[str] = []
-    for batch in batches(writes, MAX_TXN_OPS):
+    for batch in batches(writes, MAX_TXN_OPS, MAX_TXN_FILE_BYTES, size):
         compares: list[Any] = []
         puts: list[Any] = []
         for write in batch:
@@ -183,10 +217,7 @@ async def _store_in_transactions(
             elif write.kind is WriteKind.DESIRE:
                 compares.append(registry.cmp_exists(file_key))
             if write.kind is not WriteKind.DESIRE:
-                record = keys.encode_unit_file(
-                    write.name, serialized_hash(write.raw), write.raw
-                )
-                puts.append(registry.op_put(file_key, record))
+                puts.append(registry.op_put(file_key, records[write.name]))
             puts.append(
                 registry.op_put(keys.desired_key(write.name), write.desired.value)
             )

@@ -143,3 +143,28 @@ async def test_api_writes_concurrently_without_clobbering(ready_api: Api) -> Non
 
     assert missing == ["gone.service"]
     await check_stored(ready_api.registry, reported)
+
+
+async def test_etcd_batches_stay_under_request_limit(registry: EtcdRegistry) -> None:
+    # 42 files of 100 KB fit 42 units' operations, but not etcd's default
+    # limit of 1.5 MiB per request.
+    padding = "".join(f"Environment=V{n}={'x' * 2000}\n" for n in range(50))
+    writes = [
+        UnitWrite(
+            WriteKind.CREATE,
+            name,
+            LAUNCHED,
+            UnitFile.parse(unit_text(name) + padding).serialize(),
+        )
+        for name in NAMES[:42]
+    ]
+    before = await revision(registry)
+
+    reported: list[str] = []
+    missing = await store_units(registry, writes, activate=True, report=reported.append)
+
+    assert missing == []
+    assert reported == NAMES[:42]
+    assert len(await registry.units()) == 42
+    # Ten files of about 100 KB per transaction.
+    assert await revision(registry) - before == 5

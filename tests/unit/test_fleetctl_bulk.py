@@ -56,9 +56,13 @@ def test_plan_keeps_files_not_named() -> None:
 # -- batches -----------------------------------------------------------------------
 
 
+def no_size(write: UnitWrite) -> int:
+    return 0
+
+
 def test_batches_fill_up_to_the_limit() -> None:
     creates = [UnitWrite(CREATE, f"u{i}.service", LAUNCHED, "x") for i in range(43)]
-    split = batches(creates, 128)
+    split = batches(creates, 128, 1, no_size)
     assert [len(batch) for batch in split] == [42, 1]
     assert [write for batch in split for write in batch] == creates
 
@@ -70,14 +74,31 @@ def test_batches_count_each_kind() -> None:
         UnitWrite(REPLACE, "c.service", LAUNCHED, "x"),
         UnitWrite(DESIRE, "d.service", LAUNCHED),
     ]
-    assert [len(batch) for batch in batches(writes, 5)] == [2, 2]
-    assert [len(batch) for batch in batches(writes, 7)] == [3, 1]
-    assert batches([], 128) == []
+    assert [len(batch) for batch in batches(writes, 5, 1, no_size)] == [2, 2]
+    assert [len(batch) for batch in batches(writes, 7, 1, no_size)] == [3, 1]
+    assert batches([], 128, 1, no_size) == []
 
 
 def test_batches_give_oversized_write_its_own() -> None:
     writes = [UnitWrite(CREATE, f"u{i}.service", LAUNCHED, "x") for i in range(2)]
-    assert [len(batch) for batch in batches(writes, 2)] == [1, 1]
+    assert [len(batch) for batch in batches(writes, 2, 1, no_size)] == [1, 1]
+
+
+def test_batches_limit_bytes() -> None:
+    writes = [
+        UnitWrite(CREATE, f"u{i}.service", LAUNCHED, "x" * size)
+        for i, size in enumerate([40, 50, 10, 200, 5])
+    ]
+
+    def raw_size(write: UnitWrite) -> int:
+        return len(write.raw)
+
+    split = batches(writes, 128, 100, raw_size)
+    assert [[len(write.raw) for write in batch] for batch in split] == [
+        [40, 50, 10],
+        [200],
+        [5],
+    ]
 
 
 # -- store_units through the Registry protocol ----------------------------------------
