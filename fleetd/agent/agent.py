@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
-from fleetd.agent.tasks import AgentTask, LocalUnit, TargetUnit, plan_tasks
+from fleetd.agent.tasks import (
+    AgentTask,
+    LocalUnit,
+    RetryTable,
+    TargetUnit,
+    plan_tasks,
+)
 from fleetd.engine.scheduler import UnitSpec, global_units_for
 from fleetd.errors import FleetError, RegistryError, SystemdError, UnitFileError
 from fleetd.model import DesiredState, UnitState
@@ -54,6 +61,7 @@ class Agent:
         self._published: dict[str, UnitState] = {}
         # Unit name -> (file hash, its requirements or None if it does not parse).
         self._parsed: dict[str, tuple[str, Requirements | None]] = {}
+        self._retries = RetryTable()
         # targets() does not read the unit states agents publish.
         self._wake = mirror.subscribe(ignore=(keys.STATES,))
         self._publish_wake = asyncio.Event()
@@ -145,9 +153,24 @@ class Agent:
 
     async def reconcile(self) -> None:
         targets = self.targets(self.mirror.view)
-        tasks = plan_tasks(targets, self.local)
+        self._retries.keep_only(targets)
+        now = time.monotonic()
+        tasks = [
+            task
+            for task in plan_tasks(targets, self.local)
+            if not self._retry_later(task, targets, now)
+        ]
         if tasks:
             await self.execute(tasks, targets)
+
+    def _retry_later(
+        self, task: AgentTask, targets: Mapping[str, TargetUnit], now: float
+    ) -> bool:
+        """Tell whether ``task`` failed for this file and must wait to retry."""
+        target = targets.get(task.unit)
+        if task.kind not in ("load", "start") or target is None:
+            return False
+        return self._retries.waiting(task.unit, target.hash, now)
 
     async def execute(
         self, tasks: list[AgentTask], targets: Mapping[str, TargetUnit]
@@ -219,13 +242,22 @@ class Agent:
     ) -> bool:
         """Run one task and log it; False if systemd rejected it."""
         log.info("%s %s: %s", task.kind, task.unit, task.reason)
+        target = targets.get(task.unit)
         try:
             await self._run(task, targets)
         except (FleetError, OSError) as err:
             # OSError: the unit file could not be written. One unit's failure
             # must not stop the agent, which runs every other unit here.
-            log.error("%s %s failed: %s", task.kind, task.unit, err)
+            if target is None or task.kind not in ("load", "start"):
+                log.error("%s %s failed: %s", task.kind, task.unit, err)
+                return False
+            delay = self._retries.fail(task.unit, target.hash, time.monotonic())
+            log.error(
+                "%s %s failed, retrying in %gs: %s", task.kind, task.unit, delay, err
+            )
             return False
+        if target is not None:
+            self._retries.succeed(task.unit, target.hash)
         return True
 
     async def _run(self, task: AgentTask, targets: Mapping[str, TargetUnit]) -> None:

@@ -74,3 +74,37 @@ def plan_tasks(
 
     tasks.sort(key=lambda task: _ORDER[task.kind])
     return tasks
+
+
+class RetryTable:
+    """When a failed load or start of a unit file may be tried again.
+
+    Each failure of the same unit and file doubles the wait, from
+    ``first`` up to ``maximum`` seconds, so a unit systemd keeps rejecting
+    is not retried on every agent pass. A new file starts afresh.
+    """
+
+    def __init__(self, first: float = 5.0, maximum: float = 60.0) -> None:
+        self.first = first
+        self.maximum = maximum
+        self._entries: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def fail(self, unit: str, unit_hash: str, now: float) -> float:
+        """Record a failure at ``now``; returns the seconds until the next try."""
+        previous = self._entries.get((unit, unit_hash))
+        delay = self.first if previous is None else min(previous[0] * 2, self.maximum)
+        self._entries[(unit, unit_hash)] = (delay, now + delay)
+        return delay
+
+    def succeed(self, unit: str, unit_hash: str) -> None:
+        self._entries.pop((unit, unit_hash), None)
+
+    def waiting(self, unit: str, unit_hash: str, now: float) -> bool:
+        """Tell whether the unit's file failed and its wait has not ended."""
+        entry = self._entries.get((unit, unit_hash))
+        return entry is not None and entry[1] > now
+
+    def keep_only(self, units: Mapping[str, object]) -> None:
+        """Forget the units that are not in ``units``."""
+        for key in [key for key in self._entries if key[0] not in units]:
+            del self._entries[key]

@@ -1,4 +1,10 @@
-from fleetd.agent.tasks import AgentTask, LocalUnit, TargetUnit, plan_tasks
+from fleetd.agent.tasks import (
+    AgentTask,
+    LocalUnit,
+    RetryTable,
+    TargetUnit,
+    plan_tasks,
+)
 from fleetd.model import DesiredState
 
 LAUNCHED = DesiredState.LAUNCHED
@@ -86,3 +92,28 @@ def test_batch_orders_unloads_loads_stops_starts() -> None:
         },
     )
     assert [task.kind for task in tasks] == ["unload", "load", "stop", "start"]
+
+
+def test_retry_waits_double_up_to_maximum() -> None:
+    table = RetryTable(first=5, maximum=12)
+    assert table.fail("a.service", "h1", now=0) == 5
+    assert table.waiting("a.service", "h1", now=4)
+    assert not table.waiting("a.service", "h1", now=5)
+    assert table.fail("a.service", "h1", now=5) == 10
+    assert table.fail("a.service", "h1", now=15) == 12
+
+
+def test_retry_new_file_is_not_waiting() -> None:
+    table = RetryTable()
+    table.fail("a.service", "h1", now=0)
+    assert not table.waiting("a.service", "h2", now=1)
+
+
+def test_retry_success_and_removal_forget() -> None:
+    table = RetryTable()
+    table.fail("a.service", "h1", now=0)
+    table.fail("b.service", "h1", now=0)
+    table.succeed("a.service", "h1")
+    table.keep_only({"c.service": None})
+    assert not table.waiting("a.service", "h1", now=1)
+    assert not table.waiting("b.service", "h1", now=1)
