@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from fleetctl.bulk import plan_writes, store_units
-from fleetctl.client import ClientRegistry, run_with_registry
+from fleetctl.client import ClientRegistry, etcd_registry_of, run_with_registry
 from fleetctl.commands.common import (
     EXIT_STATUS_EPILOG,
     attempts_from,
@@ -22,6 +22,7 @@ from fleetctl.creation import Plan, plan_units
 from fleetctl.options import FleetCommand, get_settings, warn
 from fleetctl.selection import require_units
 from fleetd.model import DesiredState, Unit
+from fleetd.registry.view import UNITS
 
 if TYPE_CHECKING:
     from fleetctl.waiting import Target
@@ -52,7 +53,7 @@ def submit(units: tuple[str, ...], replace: bool) -> None:
     require_units(units)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        registry_units = {unit.name: unit for unit in await registry.units()}
+        registry_units = await _registry_units(registry)
         plan = _plan(
             units, registry_units, replace, SUBMIT_REPLACEABLE, allow_templates=True
         )
@@ -106,7 +107,7 @@ def _activate(
     attempts = attempts_from(no_block, attempts)
 
     async def action(registry: ClientRegistry) -> list[str]:
-        registry_units = {unit.name: unit for unit in await registry.units()}
+        registry_units = await _registry_units(registry)
         plan = _plan(units, registry_units, replace, replaceable, allow_templates=False)
         written = {new.name: new for new in plan.writes}
         stored: set[str] = set()
@@ -164,6 +165,21 @@ def _plan(
     for warning in plan.warnings:
         warn(warning)
     return plan
+
+
+async def _registry_units(registry: ClientRegistry) -> dict[str, Unit]:
+    """Return the registry's units by name, as far as planning needs them.
+
+    Over etcd only the unit keys are read: their placement and current
+    state play no part in the plan, and at 10,000 units the published
+    states and machines are most of the rest of the registry.
+    """
+    etcd = etcd_registry_of(registry)
+    if etcd is None:
+        units = await registry.units()
+    else:
+        units = (await etcd.read_view(UNITS)).units()
+    return {unit.name: unit for unit in units}
 
 
 def _report_stored(name: str) -> None:
