@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 # mirror shows its write.
 API_CONNECTIONS = 8
 
-# etcd rejects a request larger than --max-request-bytes, 1.5 MiB by default
-# (etcd 3.4 embed.DefaultMaxRequestBytes). A transaction's unit files stay
+# etcd rejects a request larger than --max-request-bytes, 1572864 bytes by
+# default (`etcd --help` of etcd 3.4.23). A transaction's unit files stay
 # under 1 MiB, which leaves room for the keys and the message framing.
 MAX_TXN_FILE_BYTES = 1024 * 1024
 # An estimate of the other bytes one unit adds to a transaction: three keys
