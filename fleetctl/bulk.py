@@ -43,7 +43,7 @@ Report = Callable[[str], None]
 
 
 class WriteKind(enum.Enum):
-    """What one unit's part of a store writes."""
+    """The kind of write a unit gets in a store."""
 
     # Store the file and desired state, unless a unit of that name exists.
     CREATE = "create"
