@@ -352,8 +352,11 @@ class Agent:
                     await self.reconcile()
                 except FleetError as err:
                     log.warning("agent pass failed: %s", err)
+                # Wake for a retry that falls due before the next pass.
+                due = self._retries.next_due(time.monotonic())
+                wait = self.interval if due is None else min(self.interval, due)
                 try:
-                    async with asyncio.timeout(self.interval):
+                    async with asyncio.timeout(wait):
                         await self._wake.wait()
                 except TimeoutError:
                     pass

@@ -81,10 +81,11 @@ class RetryTable:
 
     Each failure of the same unit and file doubles the wait, from
     ``first`` up to ``maximum`` seconds, so a unit systemd keeps rejecting
-    is not retried on every agent pass. A new file starts afresh.
+    is not retried on every agent pass, while a passing failure is retried
+    soon. A new file starts afresh.
     """
 
-    def __init__(self, first: float = 5.0, maximum: float = 60.0) -> None:
+    def __init__(self, first: float = 1.0, maximum: float = 60.0) -> None:
         self.first = first
         self.maximum = maximum
         self._entries: dict[tuple[str, str], tuple[float, float]] = {}
@@ -103,6 +104,11 @@ class RetryTable:
         """Tell whether the unit's file failed and its wait has not ended."""
         entry = self._entries.get((unit, unit_hash))
         return entry is not None and entry[1] > now
+
+    def next_due(self, now: float) -> float | None:
+        """Return the seconds until the earliest retry, None if none waits."""
+        due = [retry_at for _, retry_at in self._entries.values() if retry_at > now]
+        return min(due) - now if due else None
 
     def keep_only(self, units: Mapping[str, object]) -> None:
         """Forget the units that are not in ``units``."""

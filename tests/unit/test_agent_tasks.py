@@ -103,6 +103,15 @@ def test_retry_waits_double_up_to_maximum() -> None:
     assert table.fail("a.service", "h1", now=15) == 12
 
 
+def test_retry_next_due_is_earliest_wait() -> None:
+    table = RetryTable(first=5)
+    assert table.next_due(now=0) is None
+    table.fail("a.service", "h1", now=0)
+    table.fail("b.service", "h1", now=2)
+    assert table.next_due(now=1) == 4
+    assert table.next_due(now=10) is None
+
+
 def test_retry_new_file_is_not_waiting() -> None:
     table = RetryTable()
     table.fail("a.service", "h1", now=0)
