@@ -1,4 +1,4 @@
-"""Tables in the original fleetctl's exact layout, and the --fields option.
+"""Tables in the original fleetctl's exact layout, the --fields option and JSON.
 
 The original fleetctl printed every table through Go's ``text/tabwriter``
 with minwidth 0, tabwidth 8, padding 1 and TAB as the padding character.
@@ -8,6 +8,7 @@ reproduces those bytes exactly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -140,10 +141,22 @@ def short_hash(unit_hash: str, full: bool) -> str:
 
 @dataclass(frozen=True)
 class Column(Generic[Row]):
-    """One --fields name and how to render it from a row (``full`` = --full)."""
+    """One --fields name and how to render it from a row (``full`` = --full).
+
+    ``json_value`` gives the column's value in ``--output json``. Without it
+    the value is the ``--full`` table cell, or None where the table prints "-".
+    """
 
     name: str
     render: Callable[[Row, bool], str]
+    json_value: Callable[[Row], object] | None = None
+
+    def value(self, row: Row) -> object:
+        """Return this column's value for one row of ``--output json``."""
+        if self.json_value is not None:
+            return self.json_value(row)
+        cell = self.render(row, True)
+        return None if cell == "-" else cell
 
 
 def parse_fields(value: str, columns: Sequence[Column[Row]]) -> list[Column[Row]]:
@@ -191,3 +204,9 @@ def render_table(
         if legend:
             cells[-1].insert(0, column.name.upper())
     return format_columns(cells)
+
+
+def render_json(rows: Iterable[Row], columns: Sequence[Column[Row]]) -> str:
+    """Render ``rows`` as one JSON array of objects keyed by the column names."""
+    objects = [{column.name: column.value(row) for column in columns} for row in rows]
+    return json.dumps(objects, indent=2) + "\n"

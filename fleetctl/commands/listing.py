@@ -14,6 +14,7 @@ from fleetctl.output import (
     format_metadata,
     machine_legend,
     parse_fields,
+    render_json,
     render_table,
     short_hash,
     short_machine_id,
@@ -22,20 +23,26 @@ from fleetctl.states import unit_states
 from fleetd.model import Machine, Unit, UnitState
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 def _table_options(
     default_fields: str, valid: str, *, short_full: bool
 ) -> Callable[[F], F]:
-    """Add --fields, --full (and -l) and --no-legend."""
+    """Add --fields, --full (and -l), --no-legend and --output."""
 
     def decorate(function: F) -> F:
         full_flags = ["-l", "--l", "--full"] if short_full else ["--full"]
+        json_fields = "every field"
+        if "tmachine" in valid:
+            json_fields += " except the deprecated tmachine"
         function = click.option(
             "--fields",
-            default=default_fields,
-            show_default=True,
-            help=f"Columns to print, comma-separated; valid: {valid}.",
+            default=None,
+            help=(
+                f"Columns to print, comma-separated; valid: {valid}. "
+                f"Default: {default_fields} for a table, {json_fields} for JSON."
+            ),
         )(function)
         function = click.option(
             "--no-legend", is_flag=True, help="Do not print the header line."
@@ -46,9 +53,45 @@ def _table_options(
             is_flag=True,
             help="Print full machine IDs and hashes instead of their prefixes.",
         )(function)
+        function = click.option(
+            "--output",
+            type=click.Choice(["table", "json"]),
+            default="table",
+            show_default=True,
+            help=(
+                "Print a tab-aligned table, or one JSON array with an object per "
+                "row keyed by field name. JSON values are the --full cells, null "
+                "for '-', a boolean for global and an object for metadata. "
+                "--no-legend does not apply to JSON."
+            ),
+        )(function)
         return function
 
     return decorate
+
+
+def _choose_columns(
+    fields: str | None, output: str, default_fields: str, columns: Sequence[Column[R]]
+) -> list[Column[R]]:
+    """Resolve --fields, whose default depends on --output."""
+    if fields is None:
+        if output == "json":
+            return [column for column in columns if column.name != "tmachine"]
+        fields = default_fields
+    return parse_fields(fields, columns)
+
+
+def _render(
+    rows: Sequence[R],
+    columns: Sequence[Column[R]],
+    output: str,
+    *,
+    full: bool,
+    legend: bool,
+) -> str:
+    if output == "json":
+        return render_json(rows, columns)
+    return render_table(rows, columns, full=full, legend=legend)
 
 
 # -- list-units ---------------------------------------------------------------
@@ -72,15 +115,14 @@ UNIT_STATE_COLUMNS: tuple[Column[StateRow], ...] = (
     Column("load", lambda row, full: row.state.load_state or "-"),
     Column("hash", lambda row, full: short_hash(row.state.hash, full)),
 )
+UNIT_STATE_FIELDS = "unit,machine,active,sub"
 
 
 @click.command("list-units", cls=FleetCommand)
-@_table_options(
-    "unit,machine,active,sub", "active,hash,load,machine,sub,unit", short_full=True
-)
-def list_units(fields: str, no_legend: bool, full: bool) -> None:
+@_table_options(UNIT_STATE_FIELDS, "active,hash,load,machine,sub,unit", short_full=True)
+def list_units(fields: str | None, no_legend: bool, full: bool, output: str) -> None:
     """List the units running on machines: one line per unit per machine."""
-    columns = parse_fields(fields, UNIT_STATE_COLUMNS)
+    columns = _choose_columns(fields, output, UNIT_STATE_FIELDS, UNIT_STATE_COLUMNS)
 
     async def action(registry: ClientRegistry) -> list[StateRow]:
         ips = _machine_ips(await registry.machines())
@@ -88,7 +130,9 @@ def list_units(fields: str, no_legend: bool, full: bool) -> None:
         return [StateRow(state, ips.get(state.machine_id, "")) for state in states]
 
     rows = run_with_registry(get_settings(), action)
-    click.echo(render_table(rows, columns, full=full, legend=not no_legend), nl=False)
+    click.echo(
+        _render(rows, columns, output, full=full, legend=not no_legend), nl=False
+    )
 
 
 # -- list-unit-files ----------------------------------------------------------
@@ -123,20 +167,27 @@ UNIT_FILE_COLUMNS: tuple[Column[UnitRow], ...] = (
     ),
     Column("target", _unit_target),
     Column("tmachine", _unit_target),
-    Column("global", lambda row, full: "true" if row.is_global else "false"),
+    Column(
+        "global",
+        lambda row, full: "true" if row.is_global else "false",
+        lambda row: row.is_global,
+    ),
     Column("desc", _unit_description),
 )
+UNIT_FILE_FIELDS = "unit,hash,dstate,state,target"
 
 
 @click.command("list-unit-files", cls=FleetCommand)
 @_table_options(
-    "unit,hash,dstate,state,target",
+    UNIT_FILE_FIELDS,
     "desc,dstate,global,hash,state,target,tmachine,unit",
     short_full=False,
 )
-def list_unit_files(fields: str, no_legend: bool, full: bool) -> None:
+def list_unit_files(
+    fields: str | None, no_legend: bool, full: bool, output: str
+) -> None:
     """List the units in the registry with their desired and current states."""
-    columns = parse_fields(fields, UNIT_FILE_COLUMNS)
+    columns = _choose_columns(fields, output, UNIT_FILE_FIELDS, UNIT_FILE_COLUMNS)
     if any(column.name == "tmachine" for column in columns):
         warn('WARNING: The "tmachine" field is deprecated. Use "target" instead')
 
@@ -153,7 +204,9 @@ def list_unit_files(fields: str, no_legend: bool, full: bool) -> None:
         ]
 
     rows = run_with_registry(get_settings(), action)
-    click.echo(render_table(rows, columns, full=full, legend=not no_legend), nl=False)
+    click.echo(
+        _render(rows, columns, output, full=full, legend=not no_legend), nl=False
+    )
 
 
 def _needs_ips(columns: Sequence[Column[UnitRow]]) -> bool:
@@ -166,22 +219,27 @@ def _needs_ips(columns: Sequence[Column[UnitRow]]) -> bool:
 MACHINE_COLUMNS: tuple[Column[Machine], ...] = (
     Column("machine", lambda machine, full: short_machine_id(machine.id, full)),
     Column("ip", lambda machine, full: machine.public_ip or "-"),
-    Column("metadata", lambda machine, full: format_metadata(machine.metadata)),
+    Column(
+        "metadata",
+        lambda machine, full: format_metadata(machine.metadata),
+        lambda machine: dict(sorted(machine.metadata.items())),
+    ),
 )
+MACHINE_FIELDS = "machine,ip,metadata"
 
 
 @click.command("list-machines", cls=FleetCommand)
-@_table_options("machine,ip,metadata", "ip,machine,metadata", short_full=True)
-def list_machines(fields: str, no_legend: bool, full: bool) -> None:
+@_table_options(MACHINE_FIELDS, "ip,machine,metadata", short_full=True)
+def list_machines(fields: str | None, no_legend: bool, full: bool, output: str) -> None:
     """List the live machines in the cluster."""
-    columns = parse_fields(fields, MACHINE_COLUMNS)
+    columns = _choose_columns(fields, output, MACHINE_FIELDS, MACHINE_COLUMNS)
 
     async def action(registry: ClientRegistry) -> list[Machine]:
         return await registry.machines()
 
     machines = run_with_registry(get_settings(), action)
     click.echo(
-        render_table(machines, columns, full=full, legend=not no_legend), nl=False
+        _render(machines, columns, output, full=full, legend=not no_legend), nl=False
     )
 
 
