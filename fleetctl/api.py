@@ -416,16 +416,28 @@ class ApiRegistry:
         )
 
     def stream_journal(
-        self, name: str, lines: int, follow: bool, output: str, out: BinaryIO
+        self,
+        name: str,
+        lines: int,
+        follow: bool,
+        output: str,
+        out: BinaryIO,
+        machine_id: str = "",
     ) -> int:
         """Copy ``name``'s journal from whatever machine runs it to ``out``.
 
-        Returns 0 when the stream ends. Raises ApiError when fleetd rejects
-        the request (unit not found, not running, a global unit).
+        ``machine_id`` (a full ID) picks the machine, and a global unit needs
+        it. Returns 0 when the stream ends. Raises ApiError when fleetd
+        rejects the request (unit not found, not running on that machine).
         """
-        query = urlencode(
-            {"lines": lines, "follow": "true" if follow else "false", "output": output}
-        )
+        parameters: dict[str, str | int] = {
+            "lines": lines,
+            "follow": "true" if follow else "false",
+            "output": output,
+        }
+        if machine_id:
+            parameters["machineID"] = machine_id
+        query = urlencode(parameters)
         response = self._send("GET", f"{_unit_path(name)}/journal?{query}")
         if response.status != 200:
             raise self._error(

@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from fleetctl.api import ApiRegistry
-from fleetctl.client import ClientRegistry, run_with_registry
+from fleetctl.client import ClientRegistry, Settings, run_with_registry
 from fleetctl.commands.common import is_global
 from fleetctl.options import FleetCommand, exit_with, get_settings
 from fleetctl.selection import select_one_unit
 from fleetd.errors import FleetError
-from fleetd.model import DesiredState, Machine
+from fleetd.model import DesiredState, Machine, Unit
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class JournalSource:
     machine: Machine
     local: bool
     secret: bytes = b""
+    # The line printed before this machine's journal; empty except for global units.
+    heading: str = ""
 
 
 @click.command(cls=FleetCommand)
@@ -78,6 +80,16 @@ class JournalSource:
     help="journalctl output mode (short, cat, json, verbose, ...).",
 )
 @click.option(
+    "--machine",
+    "machine_prefix",
+    default="",
+    metavar="ID",
+    help=(
+        "Read the journal only on the machine whose ID starts with ID. "
+        "Required with -f for a global unit."
+    ),
+)
+@click.option(
     "--sudo",
     is_flag=True,
     help="Run journalctl through sudo when the unit runs on this machine.",
@@ -95,6 +107,7 @@ def journal(
     lines: int,
     follow: bool,
     output: str,
+    machine_prefix: str,
     sudo: bool,
     ssh_port: int,
 ) -> None:
@@ -102,61 +115,156 @@ def journal(
 
     On the unit's own machine this runs journalctl. Elsewhere it requests the
     journal from fleetd on that machine, or with the API driver from the
-    local fleetd, which fetches it. The exit status is journalctl's, or 0
-    for a journal read from another machine.
+    local fleetd, which fetches it. A global unit gets one section per
+    machine that publishes a state for it, each headed by a line naming the
+    machine. The exit status is the first non-zero status of journalctl, or
+    0 for a journal read from another machine.
     """
     arg = _one_unit(units)
     local_id = _local_machine_id()
     settings = get_settings()
     over_api = settings.resolved_driver() == "API"
 
-    async def find_source(registry: ClientRegistry) -> JournalSource:
+    async def find_sources(registry: ClientRegistry) -> list[JournalSource]:
         unit = select_one_unit(arg, await registry.units())
+        live = {machine.id: machine for machine in await registry.machines()}
         if is_global(unit):
-            raise click.ClickException(
-                f"Unable to retrieve journal of global unit {unit.name}: it runs on "
-                "every machine; run journalctl on the machine you want"
+            machines = await _global_machines(registry, unit.name, live)
+            if machine_prefix:
+                machines = [_pick_machine(unit.name, machine_prefix, machines)]
+            elif follow:
+                raise click.UsageError(
+                    f"Unit {unit.name} is global, so -f needs one machine: add "
+                    "--machine ID with a machine ID (or prefix) from "
+                    "`fleetctl list-units`"
+                )
+        else:
+            machines = [_placed_machine(unit, live, machine_prefix)]
+
+        secret = b""
+        if not over_api and any(machine.id != local_id for machine in machines):
+            secret = await registry.cluster_secret()
+        return [
+            JournalSource(
+                unit.name,
+                machine,
+                local=machine.id == local_id,
+                secret=secret,
+                heading=_heading(machine) if is_global(unit) else "",
             )
-        if not unit.machine_id or unit.current_state == DesiredState.INACTIVE:
-            raise click.ClickException(
-                f"Unit {unit.name} does not appear to be running; start it with "
-                f"`fleetctl start {unit.name}`"
+            for machine in machines
+        ]
+
+    sources = run_with_registry(settings, find_sources)
+    code = 0
+    try:
+        for index, source in enumerate(sources):
+            if index:
+                click.echo()
+            if source.heading:
+                click.echo(source.heading)
+            section_code = _print_journal(
+                settings, source, lines, follow, output, sudo, over_api
             )
-        machines = {machine.id: machine for machine in await registry.machines()}
-        machine = machines.get(unit.machine_id)
-        if machine is None:
-            raise click.ClickException(
-                f"machine {unit.machine_id} of unit {unit.name} has left the "
-                "cluster; wait for the unit to be rescheduled and try again"
-            )
-        if machine.id == local_id:
-            return JournalSource(unit.name, machine, local=True)
-        if over_api:
-            # fleetd fetches the journal from the unit's machine itself.
-            return JournalSource(unit.name, machine, local=False)
-        return JournalSource(
-            unit.name, machine, local=False, secret=await registry.cluster_secret()
-        )
+            if code == 0:
+                code = section_code
+    except KeyboardInterrupt:
+        code = 130
+    exit_with(code)
+
+
+def _print_journal(
+    settings: Settings,
+    source: JournalSource,
+    lines: int,
+    follow: bool,
+    output: str,
+    sudo: bool,
+    over_api: bool,
+) -> int:
+    """Print one machine's journal of the unit; return journalctl's exit status."""
+    if source.local:
+        return _local_journal(source.unit, lines, follow, output, sudo)
+    if not over_api:
+        return asyncio.run(_remote_journal(source, lines, follow, output))
 
     async def stream_over_api(registry: ClientRegistry) -> int:
         if not isinstance(registry, ApiRegistry):
             raise click.ClickException("the API driver is not in use")
         sys.stdout.flush()
+        # fleetd fetches the journal from the unit's machine itself.
         return registry.stream_journal(
-            source.unit, lines, follow, output, sys.stdout.buffer
+            source.unit,
+            lines,
+            follow,
+            output,
+            sys.stdout.buffer,
+            machine_id=source.machine.id,
         )
 
-    source = run_with_registry(settings, find_source)
-    try:
-        if source.local:
-            code = _local_journal(source.unit, lines, follow, output, sudo)
-        elif over_api:
-            code = run_with_registry(settings, stream_over_api)
-        else:
-            code = asyncio.run(_remote_journal(source, lines, follow, output))
-    except KeyboardInterrupt:
-        code = 130
-    exit_with(code)
+    return run_with_registry(settings, stream_over_api)
+
+
+def _placed_machine(
+    unit: Unit, live: dict[str, Machine], machine_prefix: str
+) -> Machine:
+    """Return the live machine a non-global unit runs on, checked against --machine."""
+    if not unit.machine_id or unit.current_state == DesiredState.INACTIVE:
+        raise click.ClickException(
+            f"Unit {unit.name} does not appear to be running; start it with "
+            f"`fleetctl start {unit.name}`"
+        )
+    if not unit.machine_id.startswith(machine_prefix):
+        raise click.ClickException(
+            f"Unit {unit.name} runs on machine {unit.machine_id}, whose ID does "
+            f"not start with {machine_prefix!r}; drop --machine or give that ID"
+        )
+    machine = live.get(unit.machine_id)
+    if machine is None:
+        raise click.ClickException(
+            f"machine {unit.machine_id} of unit {unit.name} has left the "
+            "cluster; wait for the unit to be rescheduled and try again"
+        )
+    return machine
+
+
+async def _global_machines(
+    registry: ClientRegistry, name: str, live: dict[str, Machine]
+) -> list[Machine]:
+    """Return the live machines that publish a state for the global unit ``name``."""
+    ids = {
+        state.machine_id
+        for state in await registry.unit_states()
+        if state.name == name and state.machine_id in live
+    }
+    if not ids:
+        raise click.ClickException(
+            f"Unit {name} does not appear to be running; start it with "
+            f"`fleetctl start {name}`"
+        )
+    return [live[machine_id] for machine_id in sorted(ids)]
+
+
+def _pick_machine(name: str, prefix: str, machines: list[Machine]) -> Machine:
+    """Return the one machine of ``machines`` whose ID starts with ``prefix``."""
+    matches = [machine for machine in machines if machine.id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    ids = ", ".join(machine.id for machine in machines)
+    if not matches:
+        raise click.ClickException(
+            f"Unit {name} is not running on a machine whose ID starts with "
+            f"{prefix!r}; give --machine one of {ids}"
+        )
+    raise click.ClickException(
+        f"more than one machine running {name} has an ID that starts with "
+        f"{prefix!r}; give --machine a longer prefix of one of {ids}"
+    )
+
+
+def _heading(machine: Machine) -> str:
+    where = f" ({machine.public_ip})" if machine.public_ip else ""
+    return f"Machine {machine.id}{where}:"
 
 
 def _local_machine_id() -> str:

@@ -4,6 +4,8 @@ This resource is not in the original API. It lets fleetctl's API driver read
 a journal with no access to etcd and no SSH. The local fleetd runs
 journalctl when the unit is placed on its machine. Otherwise it fetches the
 journal from the fleetd of the unit's machine over the signed peer channel.
+A global unit runs on many machines, so a request for one names the machine
+with ``?machineID=<id>``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ class JournalRequest:
     lines: int
     follow: bool
     output: str
+    # Empty, or the full ID of the machine whose journal to read.
+    machine_id: str = ""
 
 
 def parse_journal_query(query: Mapping[str, Sequence[str]]) -> JournalRequest:
-    """Read lines, follow and output from the query; raise HttpError(400) if bad."""
+    """Read lines, follow, output and machineID from the query; raise 400 if bad."""
     lines_text = (query.get("lines") or ["10"])[0]
     if not lines_text.isdigit() or int(lines_text) > MAX_LINES:
         raise HttpError(
@@ -50,23 +54,31 @@ def parse_journal_query(query: Mapping[str, Sequence[str]]) -> JournalRequest:
             400,
             f"invalid output {output!r}: use one of {', '.join(sorted(OUTPUT_MODES))}",
         )
-    return JournalRequest(int(lines_text), follow_text in {"true", "1"}, output)
+    machine_id = (query.get("machineID") or [""])[0]
+    return JournalRequest(
+        int(lines_text), follow_text in {"true", "1"}, output, machine_id
+    )
 
 
-def journal_machine(backend: ApiBackend, name: str) -> Machine:
-    """Return the machine whose journal has ``name``; raise HttpError if none."""
+def journal_machine(backend: ApiBackend, name: str, machine_id: str = "") -> Machine:
+    """Return the machine whose journal of ``name`` to read; raise HttpError if none.
+
+    A global unit needs ``machine_id``, one of the live machines that publish
+    a state for it (400 without it, 404 for another machine). For a unit
+    placed on one machine, ``machine_id`` may be empty or that machine's ID.
+    """
     unit = backend.view.unit(name)
     if unit is None:
         raise HttpError(404, "unit does not exist")
     parsed = backend.parsed_file(unit.name, unit.hash, unit.raw)
     if parsed.is_global:
-        raise HttpError(
-            400,
-            f"unable to retrieve journal of global unit {name}: it runs on every "
-            "machine; read it on the machine you want",
-        )
+        return _global_journal_machine(backend, name, machine_id)
     if not unit.machine_id or unit.current_state == DesiredState.INACTIVE:
         raise HttpError(409, f"unit {name} does not appear to be running")
+    if machine_id and machine_id != unit.machine_id:
+        raise HttpError(
+            404, f"unit {name} runs on machine {unit.machine_id}, not {machine_id}"
+        )
     machine = backend.view.machines.get(unit.machine_id)
     if machine is None:
         raise HttpError(
@@ -75,6 +87,22 @@ def journal_machine(backend: ApiBackend, name: str) -> Machine:
             "wait for the unit to be rescheduled",
         )
     return machine
+
+
+def _global_journal_machine(backend: ApiBackend, name: str, machine_id: str) -> Machine:
+    view = backend.view
+    published = sorted(id_ for id_ in view.states.get(name, {}) if id_ in view.machines)
+    if not published:
+        raise HttpError(409, f"unit {name} does not appear to be running")
+    if not machine_id:
+        raise HttpError(
+            400,
+            f"unit {name} is global: give machineID=<id> of one of the machines "
+            f"that run it ({', '.join(published)})",
+        )
+    if machine_id not in published:
+        raise HttpError(404, f"unit {name} is not running on machine {machine_id}")
+    return view.machines[machine_id]
 
 
 async def _copy(

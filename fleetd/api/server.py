@@ -332,7 +332,7 @@ class ApiServer:
                 405, "only GET supported against this resource", Allow="GET"
             )
         query = journal.parse_journal_query(api_request.query)
-        machine = journal.journal_machine(self.backend, name)
+        machine = journal.journal_machine(self.backend, name, query.machine_id)
         peer = None
         if machine.id != self.backend.machine_id:
             secret = await self.backend.registry.cluster_secret()

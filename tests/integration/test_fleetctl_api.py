@@ -245,13 +245,15 @@ async def test_journal_from_peer(ready_api: Api, tmp_path: Path) -> None:
         await peer.close()
 
 
-async def test_journal_of_global_unit_rejected(ready_api: Api, tmp_path: Path) -> None:
+async def test_journal_of_global_unit_not_running(
+    ready_api: Api, tmp_path: Path
+) -> None:
     endpoint = f"unix://{ready_api.socket_path}"
     (tmp_path / "g.service").write_text(WEB + "\n[X-Fleet]\nGlobal=true\n")
     assert (await fleetctl(tmp_path, "submit", "g", endpoint=endpoint)).returncode == 0
     journal = await fleetctl(tmp_path, "journal", "g.service", endpoint=endpoint)
     assert journal.returncode == 1
-    assert "global unit g.service" in journal.stderr
+    assert "Unit g.service does not appear to be running" in journal.stderr
 
 
 def test_fleetctl_imports_no_http_server_library() -> None:

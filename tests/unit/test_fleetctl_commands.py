@@ -731,11 +731,13 @@ def test_journal_inactive_unit(registry: FakeRegistry, local_machine: None) -> N
     assert "Unit web.service does not appear to be running" in result.stderr
 
 
-def test_journal_global_unit(registry: FakeRegistry, local_machine: None) -> None:
+def test_journal_global_unit_not_running(
+    registry: FakeRegistry, local_machine: None
+) -> None:
     registry.add("agent.service", GLOBAL, DesiredState.LAUNCHED)
     result = run("journal", "agent.service")
     assert result.exit_code == 1
-    assert "Unable to retrieve journal of global unit agent.service" in result.stderr
+    assert "Unit agent.service does not appear to be running" in result.stderr
 
 
 def test_stop_glob_skips_templates_and_inactive(registry: FakeRegistry) -> None:
