@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 NAMESPACE = "fleet"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -191,3 +191,96 @@ class MetricsRegistry:
 
 # The process-wide registry that GET /metrics renders.
 REGISTRY = MetricsRegistry()
+
+
+# -- the original fleet's engine and registry metrics ----------------------------
+
+ENGINE_LEADER_START_TIME = REGISTRY.gauge(
+    "engine_leader_start_time",
+    "Unix time in seconds at which this fleetd's engine last became leader.",
+)
+ENGINE_TASKS = REGISTRY.counter(
+    "engine_task_count_total",
+    "Placement tasks the engine committed, by type (place, unplace).",
+    ("type",),
+)
+ENGINE_TASK_FAILURES = REGISTRY.counter(
+    "engine_task_failure_count_total",
+    "Placement tasks whose commit failed.",
+)
+ENGINE_RECONCILES = REGISTRY.counter(
+    "engine_reconcile_count_total",
+    "Engine reconcile passes that committed their plan.",
+)
+ENGINE_RECONCILE_DURATION = REGISTRY.summary(
+    "engine_reconcile_duration_second",
+    "Duration of the engine reconcile passes that committed, in seconds.",
+)
+ENGINE_RECONCILE_FAILURES = REGISTRY.counter(
+    "engine_reconcile_failure_count_total",
+    "Engine reconcile passes that failed, by type (leadership_lost, registry).",
+    ("type",),
+)
+REGISTRY_OPERATIONS = REGISTRY.counter(
+    "registry_operation_count_total",
+    "etcd operations of this fleetd, failed ones included.",
+)
+REGISTRY_OPERATION_DURATION = REGISTRY.summary(
+    "registry_operation_duration_second",
+    "Duration of etcd operations in seconds, by kind of operation.",
+    ("ops",),
+)
+REGISTRY_OPERATION_FAILURES = REGISTRY.counter(
+    "registry_operation_failed_count_total",
+    "etcd operations that failed.",
+)
+
+# The ops label values besides "txn": the first word of a single-key
+# operation's description, or a whole description that names no key.
+_KEYED_OPERATIONS = frozenset({"put", "delete", "get"})
+_FIXED_OPERATIONS = frozenset(
+    {
+        "read",
+        "authenticate",
+        "lease grant",
+        "lease keep-alive",
+        "lease time-to-live",
+        "lease revoke",
+    }
+)
+
+
+def registry_operation_kind(operation: str) -> str:
+    """Map an etcd operation's description (``put <key>``, ...) to an ops label.
+
+    Descriptions may name keys, so labelling with them would make one series
+    per key. Any description not known here gets "other".
+    """
+    if operation in _FIXED_OPERATIONS:
+        return operation
+    first_word = operation.partition(" ")[0]
+    if first_word in _KEYED_OPERATIONS:
+        return first_word
+    return "other"
+
+
+def record_registry_operation(ops: str, seconds: float, *, failed: bool) -> None:
+    """Count one etcd operation of kind ``ops`` that took ``seconds``."""
+    REGISTRY_OPERATIONS.inc()
+    REGISTRY_OPERATION_DURATION.observe(seconds, ops=ops)
+    if failed:
+        REGISTRY_OPERATION_FAILURES.inc()
+
+
+def record_reconcile(task_types: Iterable[str], seconds: float) -> None:
+    """Count one engine pass that committed its tasks (each a type) in ``seconds``."""
+    for task_type in task_types:
+        ENGINE_TASKS.inc(type=task_type)
+    ENGINE_RECONCILES.inc()
+    ENGINE_RECONCILE_DURATION.observe(seconds)
+
+
+def record_reconcile_failure(failure_type: str, task_count: int) -> None:
+    """Count one engine pass whose commit of ``task_count`` tasks failed."""
+    ENGINE_RECONCILE_FAILURES.inc(type=failure_type)
+    ENGINE_TASK_FAILURES.inc(task_count)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetd.api import metrics
 from fleetd.engine.scheduler import Plan, UnitSpec, plan
 from fleetd.errors import RegistryError, UnitFileError
 from fleetd.model import Machine
@@ -81,6 +82,7 @@ class Engine:
             return False
         if created or create_revision != self.leader_revision:
             log.info("engine leadership acquired by %s", self.machine_id)
+            metrics.ENGINE_LEADER_START_TIME.set(time.time())
         self.leader_revision = create_revision
         return True
 
@@ -196,9 +198,17 @@ class Engine:
                 "%s %s on %s: %s", task.kind, task.unit, task.machine_id, task.reason
             )
         ops.extend(self._reason_ops(view, result.unplaceable))
-        await self.commit(ops)
+        try:
+            await self.commit(ops)
+        except RegistryError as err:
+            failure = (
+                "leadership_lost" if isinstance(err, LeadershipLost) else "registry"
+            )
+            metrics.record_reconcile_failure(failure, len(result.tasks))
+            raise
 
         elapsed = time.monotonic() - started
+        metrics.record_reconcile((task.kind for task in result.tasks), elapsed)
         if elapsed > self.interval:
             log.warning(
                 "engine pass took %.2fs, over its %gs interval", elapsed, self.interval

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from etcd3aio._protobuf import Compare
 from etcd3aio.errors import EtcdError
 from etcd3aio.kv import KVService, prefix_range_end
 
+from fleetd.api import metrics
 from fleetd.errors import RegistryError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.registry import view as keys
@@ -163,11 +165,25 @@ class EtcdRegistry:
         )
 
     @contextlib.asynccontextmanager
-    async def _call(self, operation: str) -> AsyncIterator[None]:
+    async def _call(self, operation: str, kind: str = "") -> AsyncIterator[None]:
+        """Turn etcd failures into RegistryError and count the operation.
+
+        ``kind`` is the ops label of the metrics. It defaults to one derived
+        from ``operation``, which may name a key.
+        """
+        started = time.monotonic()
+        failed = False
         try:
             yield
         except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as err:
+            failed = True
             raise self._failure(operation, err) from err
+        finally:
+            metrics.record_registry_operation(
+                kind or metrics.registry_operation_kind(operation),
+                time.monotonic() - started,
+                failed=failed,
+            )
 
     async def read_all(
         self, under: str = "", revision: int = 0
@@ -269,7 +285,7 @@ class EtcdRegistry:
         self, compare: Sequence[Any], success: Sequence[Any], operation: str
     ) -> bool:
         """Run one transaction; True if the compares held and ``success`` ran."""
-        async with self._call(operation):
+        async with self._call(operation, kind="txn"):
             response = await self._kv.txn(compare, success, timeout=self.timeout)
         return bool(response.succeeded)
 

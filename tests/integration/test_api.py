@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import stat
@@ -28,6 +29,7 @@ from fleetd import __version__
 from fleetd.api.backend import ApiBackend
 from fleetd.api.listeners import TLSOptions
 from fleetd.api.server import ApiServer
+from fleetd.engine.engine import Engine
 from fleetd.etcdserver import EtcdServer
 from fleetd.model import Machine, UnitState
 from fleetd.presence import MachinePresence
@@ -323,6 +325,45 @@ async def test_metrics(ready_api: Api) -> None:
     assert "# TYPE fleet_api_request_count_total counter" in text
     assert 'fleet_api_request_count_total{method="GET",code="200"}' in text
     assert "fleet_registry_machine_count 1" in text
+
+
+async def test_metrics_after_engine_pass(ready_api: Api) -> None:
+    assert (await ready_api.put_unit("web.service", desired="launched")).status == 201
+    engine = Engine(
+        ready_api.registry,
+        ready_api.server.backend.mirror,
+        ready_api.presence,
+        interval=1.0,
+    )
+    assert await engine.campaign()
+    await engine.reconcile()
+    reply = await ready_api.call("GET", "/metrics")
+    assert reply.status == 200
+    text = reply.body.decode()
+    names = [
+        "fleet_engine_leader_start_time",
+        "fleet_engine_task_count_total",
+        "fleet_engine_task_failure_count_total",
+        "fleet_engine_reconcile_count_total",
+        "fleet_engine_reconcile_duration_second",
+        "fleet_engine_reconcile_failure_count_total",
+        "fleet_registry_operation_count_total",
+        "fleet_registry_operation_duration_second",
+        "fleet_registry_operation_failed_count_total",
+    ]
+    for name in names:
+        assert f"# TYPE {name} " in text, name
+    # The pass placed web.service on the only machine, in one transaction.
+    assert re.search(
+        r'^fleet_engine_task_count_total\{type="place"\} [1-9]', text, re.M
+    )
+    assert re.search(r"^fleet_engine_reconcile_count_total [1-9]", text, re.M)
+    assert re.search(r"^fleet_engine_leader_start_time [1-9]", text, re.M)
+    assert re.search(
+        r'^fleet_registry_operation_duration_second_count\{ops="txn"\} [1-9]',
+        text,
+        re.M,
+    )
 
 
 # -- units ---------------------------------------------------------------------
@@ -699,6 +740,7 @@ ACTIVATED_SERVER = """
 import asyncio, sys
 from fleetd.api.backend import ApiBackend
 from fleetd.api.server import ApiServer
+from fleetd.engine.engine import Engine
 
 async def main() -> None:
     backend = ApiBackend(None, _Mirror(), lambda: False, "m")
