@@ -38,10 +38,13 @@ log = logging.getLogger(__name__)
 # etcd rejects a transaction with more operations than --max-txn-ops (128 by
 # default), compares included.
 MAX_TXN_OPS = 128
-# Keys per range request of read_all, to stay under gRPC's default limit of
-# 4 MiB per received message.
-# NOTE: a page of unit files larger than 4 KiB on average still exceeds it.
+# Keys per range request of read_all, so one reply stays under the 64 MiB
+# the channel accepts (CHANNEL_OPTIONS): a page of 1,000 unit files may
+# average 64 KiB each. Unit states and machine keys are a few hundred bytes,
+# so they are read 10,000 at a time.
+# NOTE: a page of unit files larger than 64 KiB on average still exceeds it.
 READ_PAGE_KEYS = 1000
+SMALL_KEYS_PAGE = 10_000
 
 
 def serialized_hash(raw: str) -> str:
@@ -192,11 +195,12 @@ class EtcdRegistry:
 
         ``under`` narrows the read to keys that start with it, such as
         ``states/``. ``revision`` reads the keys as they were then, and 0
-        reads the latest. The keys are read in pages of READ_PAGE_KEYS, all
-        at the revision of the first page, because one reply with every key
-        of a large cluster exceeds gRPC's default limit of 4 MiB per
-        received message.
+        reads the latest. The keys are read in pages, all at the revision of
+        the first page, because one reply with every key of a large cluster
+        could exceed the size of message gRPC accepts.
         """
+        small = under in (keys.STATES, keys.MACHINES)
+        page = SMALL_KEYS_PAGE if small else READ_PAGE_KEYS
         start = self._key(under)
         end = prefix_range_end(start)
         pairs: list[tuple[str, bytes]] = []
@@ -206,7 +210,7 @@ class EtcdRegistry:
                     start,
                     end,
                     revision=revision,
-                    limit=READ_PAGE_KEYS,
+                    limit=page,
                     timeout=self.timeout,
                 )
             revision = revision or response.header.revision
