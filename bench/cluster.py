@@ -34,29 +34,6 @@ KEY_PREFIX = "/_coreos.com/fleet/"
 FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
 
 
-class BenchEtcd:
-    """An etcd of the benchmark's own, with its data under ``state_dir``."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.server = EtcdServer(state_dir / "etcd")
-
-    @property
-    def url(self) -> str:
-        return self.server.client_url
-
-    def __enter__(self) -> BenchEtcd:
-        self.server.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.server.stop()
-
-
 class BenchCluster:
     """An etcd plus ``hosts`` test hosts running fleetd with ``agent_ttl``.
 
@@ -69,17 +46,17 @@ class BenchCluster:
         self.state_dir = STATE_ROOT / self.name
         self.host_count = hosts
         self.agent_ttl = agent_ttl
-        self.etcd = BenchEtcd(self.state_dir)
+        self.etcd = EtcdServer(self.state_dir / "etcd")
         self.hosts: list[Host] = []
 
     @property
     def etcd_url(self) -> str:
-        return self.etcd.url
+        return self.etcd.client_url
 
     def __enter__(self) -> BenchCluster:
         self.state_dir.mkdir(parents=True)
         try:
-            self.etcd.__enter__()
+            self.etcd.start()
             if self.host_count:
                 options = FleetOptions(
                     etcd_url=self.etcd_url,
@@ -106,7 +83,7 @@ class BenchCluster:
     def close(self) -> None:
         for host in self.hosts:
             host.kill()
-        self.etcd.server.stop()
+        self.etcd.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def fleetctl_env(self) -> dict[str, str]:
