@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -11,7 +12,7 @@ import click
 from fleetctl.commands.version import SIGNING_DEPRECATED
 from fleetctl.options import exit_with
 from fleetd.errors import UnitFileError
-from fleetd.model import Unit
+from fleetd.model import Machine, Unit
 from fleetd.rules import GLOBAL, requirements_of
 from fleetd.unit import UnitFile
 
@@ -92,3 +93,21 @@ def fail_with(errors: Sequence[str]) -> None:
     for error in errors:
         click.echo(f"Error: {error}", err=True)
     exit_with(1)
+
+
+MACHINE_ID_PATH = Path("/etc/machine-id")
+
+
+def local_machine_id() -> str:
+    """Return this machine's ID, or "" when /etc/machine-id cannot be read."""
+    try:
+        return MACHINE_ID_PATH.read_text().strip()
+    except OSError as err:
+        log.debug("cannot read %s: %s", MACHINE_ID_PATH, err)
+        return ""
+
+
+def machine_heading(machine: Machine) -> str:
+    """Return the line that heads one machine's section of global output."""
+    where = f" ({machine.public_ip})" if machine.public_ip else ""
+    return f"Machine {machine.id}{where}:"

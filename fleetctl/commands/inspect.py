@@ -8,21 +8,18 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 
 from fleetctl.api import ApiRegistry
 from fleetctl.client import ClientRegistry, Settings, run_with_registry
-from fleetctl.commands.common import is_global
+from fleetctl.commands.common import is_global, local_machine_id, machine_heading
 from fleetctl.options import FleetCommand, exit_with, get_settings
 from fleetctl.selection import select_one_unit
 from fleetd.errors import FleetError
 from fleetd.model import DesiredState, Machine, Unit
 
 log = logging.getLogger(__name__)
-
-MACHINE_ID_PATH = Path("/etc/machine-id")
 
 
 def _one_unit(units: tuple[str, ...]) -> str:
@@ -121,7 +118,7 @@ def journal(
     0 for a journal read from another machine.
     """
     arg = _one_unit(units)
-    local_id = _local_machine_id()
+    local_id = local_machine_id()
     settings = get_settings()
     over_api = settings.resolved_driver() == "API"
 
@@ -150,7 +147,7 @@ def journal(
                 machine,
                 local=machine.id == local_id,
                 secret=secret,
-                heading=_heading(machine) if is_global(unit) else "",
+                heading=machine_heading(machine) if is_global(unit) else "",
             )
             for machine in machines
         ]
@@ -260,19 +257,6 @@ def _pick_machine(name: str, prefix: str, machines: list[Machine]) -> Machine:
         f"more than one machine running {name} has an ID that starts with "
         f"{prefix!r}; give --machine a longer prefix of one of {ids}"
     )
-
-
-def _heading(machine: Machine) -> str:
-    where = f" ({machine.public_ip})" if machine.public_ip else ""
-    return f"Machine {machine.id}{where}:"
-
-
-def _local_machine_id() -> str:
-    try:
-        return MACHINE_ID_PATH.read_text().strip()
-    except OSError as err:
-        log.debug("cannot read %s: %s", MACHINE_ID_PATH, err)
-        return ""
 
 
 def _local_journal(unit: str, lines: int, follow: bool, output: str, sudo: bool) -> int:

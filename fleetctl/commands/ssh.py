@@ -7,12 +7,11 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import click
 
 from fleetctl.client import ClientRegistry, run_with_registry
-from fleetctl.commands.common import is_global
+from fleetctl.commands.common import is_global, local_machine_id
 from fleetctl.options import FleetCommand, exit_with, get_settings
 from fleetctl.tunnel import DEFAULT_SSH_PORT, SSHOptions, local_shell, ssh_argv
 from fleetd.errors import UnitNameError
@@ -21,7 +20,6 @@ from fleetd.unit import mangle_unit_name
 
 log = logging.getLogger(__name__)
 
-MACHINE_ID_PATH = Path("/etc/machine-id")
 
 # What the SSH argument is looked up as: "" tries both.
 LOOKUP_MACHINE = "machine"
@@ -172,7 +170,7 @@ def ssh(
         return resolve_target(target, lookup or "", units, machines)
 
     machine = run_with_registry(settings, find)
-    if machine.id == _local_machine_id():
+    if machine.id == local_machine_id():
         argv = local_shell(words)
     else:
         if not machine.public_ip:
@@ -193,11 +191,3 @@ def ssh(
             f"cannot run {argv[0]}: {err}; install the OpenSSH client"
         ) from err
     exit_with(code)
-
-
-def _local_machine_id() -> str:
-    try:
-        return MACHINE_ID_PATH.read_text().strip()
-    except OSError as err:
-        log.debug("cannot read %s: %s", MACHINE_ID_PATH, err)
-        return ""

@@ -12,20 +12,17 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 
 from fleetctl.api import ApiRegistry
 from fleetctl.client import ClientRegistry, run_with_registry
-from fleetctl.commands.common import is_global
+from fleetctl.commands.common import is_global, local_machine_id, machine_heading
 from fleetctl.options import FleetCommand, exit_with, get_settings
 from fleetctl.selection import require_units, unit_name_of
 from fleetd.model import DesiredState, Machine, Unit
 
 log = logging.getLogger(__name__)
-
-MACHINE_ID_PATH = Path("/etc/machine-id")
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def status(units: tuple[str, ...], ssh_port: int) -> None:
     names = [unit_name_of(arg) for arg in units]
     settings = get_settings()
     over_api = settings.resolved_driver() == "API"
-    local_id = _local_machine_id()
+    local_id = local_machine_id()
 
     async def collect(registry: ClientRegistry) -> list[UnitReport]:
         collector = _Collector(registry, local_id, over_api)
@@ -189,14 +186,4 @@ class _Collector:
 
 
 def _with_heading(section: Section, machine: Machine) -> Section:
-    where = f" ({machine.public_ip})" if machine.public_ip else ""
-    heading = f"Machine {machine.id}{where}:"
-    return Section(section.exit_code, section.output, heading)
-
-
-def _local_machine_id() -> str:
-    try:
-        return MACHINE_ID_PATH.read_text().strip()
-    except OSError as err:
-        log.debug("cannot read %s: %s", MACHINE_ID_PATH, err)
-        return ""
+    return Section(section.exit_code, section.output, machine_heading(machine))

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import fleetctl.client
+import fleetctl.commands.common
 import fleetctl.commands.inspect
 import fleetctl.waiting
 from fleetctl.cli import cli
@@ -669,7 +670,7 @@ def local_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend this machine is MACHINE_A."""
     path = tmp_path / "machine-id"
     path.write_text(MACHINE_A + "\n")
-    monkeypatch.setattr(fleetctl.commands.inspect, "MACHINE_ID_PATH", path)
+    monkeypatch.setattr(fleetctl.commands.common, "MACHINE_ID_PATH", path)
 
 
 def test_journal_local_runs_journalctl(
