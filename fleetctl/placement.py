@@ -93,7 +93,7 @@ async def engine_reason(registry: ClientRegistry, unit: Unit) -> str:
     try:
         placement = await unit_placement(registry, unit.name, with_machines=False)
     except ApiError as err:
-        # A fleetd older than the placement resource answers 404; the wait
+        # A fleetd older than the placement resource returns 404; the wait
         # goes on without the reason.
         log.debug("cannot read why %s is not placed: %s", unit.name, err)
         return ""
@@ -104,7 +104,7 @@ def unit_specs(units: Sequence[Unit], wanted: str) -> tuple[list[UnitSpec], str]
     """Build the scheduler's input from registry units, as the engine does.
 
     Units whose files do not parse are left out, as the engine leaves them
-    out. The second value says why the file of ``wanted`` does not parse,
+    out. The second value is why the file of ``wanted`` does not parse,
     "" when it does.
     """
     specs: list[UnitSpec] = []

@@ -6,11 +6,11 @@ class FleetError(Exception):
 
 
 class RegistryError(FleetError):
-    """etcd could not be reached or refused an operation; says which and why."""
+    """etcd could not be reached or rejected an operation; the message names both."""
 
 
 class UnitFileError(FleetError, ValueError):
-    """A unit file that does not parse or breaks a rule; the message says where."""
+    """A unit file that does not parse or breaks a rule; the message names where."""
 
 
 class UnitNameError(FleetError, ValueError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 
 class DesiredState(enum.StrEnum):
-    """What the user asked for a unit: the fleet target state."""
+    """The state the user requested for a unit: the fleet target state."""
 
     INACTIVE = "inactive"
     LOADED = "loaded"
@@ -33,7 +33,7 @@ class Unit:
     ``machine_id`` is the placement written by the engine, empty while the
     unit is not placed (always empty for global units). ``current_state`` is
     the fleet state reported by the machine it is placed on: inactive,
-    loaded or launched. ``reason`` says why the engine could not place it.
+    loaded or launched. ``reason`` is why the engine could not place it.
     """
 
     name: str

@@ -320,7 +320,7 @@ async def stream_journal(
         if status != b"OK\n":
             message = status.decode(errors="replace").strip() or "connection closed"
             raise ConnectionError(
-                f"machine {machine.id[:8]} refused the journal request: {message}"
+                f"machine {machine.id[:8]} rejected the journal request: {message}"
             )
         while chunk := await reader.read(65536):
             out.write(chunk)

@@ -109,7 +109,7 @@ async def serve(config: Config) -> None:
             registry, machine, config.agent_ttl, lease_file=units_dir.parent / "lease"
         )
         mirror = RegistryMirror(registry)
-        # The API answers 503 until the machine is registered and mirrored.
+        # The API returns 503 until the machine is registered and mirrored.
         api = api_server_from_config(config, registry, mirror, presence)
         await api.start()
         agent = Agent(registry, mirror, presence, systemd)

@@ -23,6 +23,6 @@ def completion(shell: str) -> None:
     from fleetctl.cli import cli
 
     completion_class = get_completion_class(shell)
-    assert completion_class is not None  # click knows every shell in SHELLS.
+    assert completion_class is not None  # click supports every shell in SHELLS.
     script = completion_class(cli, {}, "fleetctl", COMPLETE_VARIABLE).source()
     click.echo(script)

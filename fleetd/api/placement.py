@@ -29,7 +29,7 @@ _requirements: dict[tuple[str, str], Requirements] = {}
 
 
 def placement(backend: ApiBackend, request: ApiRequest, name: str) -> Reply:
-    """Answer ``GET units/<name>/placement``; ``?machines=false`` skips the lines.
+    """Serve ``GET units/<name>/placement``; ``?machines=false`` skips the lines.
 
     Returns 404 for an unknown unit and 405 for any method but GET.
     """

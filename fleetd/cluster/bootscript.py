@@ -88,7 +88,7 @@ mount --make-rprivate /
 
 # Directories fleet runs from (FLEET_HOST_KEEP, colon-separated) that lie
 # under a private mount are bound to a staging point first and bound back
-# after the tmpfs mounts, so the host still sees them.
+# after the tmpfs mounts, so the host can still read them.
 keep_index=0
 old_ifs=$IFS
 IFS=:

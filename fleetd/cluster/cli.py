@@ -43,7 +43,7 @@ class _Group(click.Group):
     default=state.DEFAULT_ROOT,
     show_default=True,
     envvar="FLEET_CLUSTER_ROOT",
-    help="Directory that holds one state directory per cluster.",
+    help="Directory that contains one state directory per cluster.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log each step to stderr.")
 @click.version_option(package_name="fleet-py")

@@ -149,7 +149,7 @@ class Host:
     ) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the host and capture its output as text.
 
-        The command sees the host's namespaces and an environment of HOST_PATH,
+        The command runs in the host's namespaces and an environment of HOST_PATH,
         LANG and HOME plus `env`. With `check`, a non-zero exit raises
         subprocess.CalledProcessError, as subprocess.run does.
         """

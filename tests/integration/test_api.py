@@ -225,7 +225,7 @@ async def api(
 
 
 async def register(api: Api) -> None:
-    """Register the machine and wait until the API answers."""
+    """Register the machine and wait until the API responds."""
     assert await api.presence.register_once()
     backend = api.server.backend
     await backend._until(lambda view: backend.ready(), "the machine registration")

@@ -95,7 +95,7 @@ async def test_etcd_batches_without_clobbering(registry: EtcdRegistry) -> None:
 
     assert missing == ["gone.service"]
     await check_stored(registry, reported)
-    # Each transaction adds one revision, and a batch holds 42 units. The
+    # Each transaction adds one revision, and a batch contains 42 units. The
     # first batch is stored whole. The second fails on the existing unit, so
     # it is written unit by unit: 41 creates and one desired state. The
     # third fails on the missing unit and is written unit by unit: 16 creates.

@@ -224,7 +224,7 @@ def fast_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(*args: str) -> Result:
-    # The fake registry stands in for etcd: it also has the cluster secret.
+    # The fake registry replaces etcd: it also has the cluster secret.
     environment = {"FLEETCTL_DRIVER": "etcd"}
     return CliRunner().invoke(cli, list(args), prog_name="fleetctl", env=environment)
 
