@@ -6,7 +6,10 @@ class FleetError(Exception):
 
 
 class RegistryError(FleetError):
-    """etcd could not be reached or rejected an operation; the message names both."""
+    """etcd could not be reached or rejected an operation.
+
+    The message names the operation and the cause.
+    """
 
 
 class UnitFileError(FleetError, ValueError):
