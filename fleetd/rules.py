@@ -215,8 +215,48 @@ def _group_metadata(
     )
 
 
+NO_REQUIREMENTS = Requirements()
+
+# Requirements by the [X-Fleet] options they were read from, for options
+# without "%" (specifiers make them depend on the unit's name). Units started
+# from one template or script often share their [X-Fleet] lines, and sharing
+# the record also shares its compiled globs.
+_SHARED_LIMIT = 4096
+_shared: dict[tuple[tuple[str, str], ...], Requirements] = {}
+
+
+def requirements_of_text(name: str, text: str) -> Requirements:
+    """Read the requirements of the unit ``name`` straight from its file's text.
+
+    A file without an [X-Fleet] header has no requirements and is not parsed
+    at all, so it is not checked either: the engine and the agents call this
+    for every unit file they have not seen before.
+    """
+    if f"[{SECTION}]" not in text:
+        return NO_REQUIREMENTS
+    return requirements_of(name, UnitFile.parse(text))
+
+
 def requirements_of(name: str, unit_file: UnitFile) -> Requirements:
     """Read the [X-Fleet] section of the unit ``name`` into a Requirements."""
+    options = tuple(
+        (option.name, option.value)
+        for option in unit_file.options
+        if option.section == SECTION
+    )
+    if not options:
+        return NO_REQUIREMENTS
+    if any("%" in value for _, value in options):
+        return _read_requirements(name, unit_file)
+    found = _shared.get(options)
+    if found is None:
+        if len(_shared) >= _SHARED_LIMIT:
+            _shared.clear()
+        found = _shared[options] = _read_requirements(name, unit_file)
+    return found
+
+
+def _read_requirements(name: str, unit_file: UnitFile) -> Requirements:
     values = _fleet_values(name, unit_file)
 
     source = _machine_id_source(values)

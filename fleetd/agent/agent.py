@@ -30,7 +30,7 @@ from fleetd.registry import view as keys
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.mirror import RegistryMirror
 from fleetd.registry.view import RegistryView, UnitFileRecord
-from fleetd.rules import Requirements, requirements_of
+from fleetd.rules import Requirements, requirements_of_text
 from fleetd.systemd import SystemdManager, UnitSystemdState, has_install_section
 from fleetd.unit import UnitFile
 
@@ -137,15 +137,14 @@ class Agent:
     def _requirements(self, name: str, record: UnitFileRecord) -> Requirements | None:
         """Return the [X-Fleet] requirements of a unit file, parsed once per hash.
 
-        None means the file does not parse, so the unit cannot be global.
+        None means a file with an [X-Fleet] section does not parse, so the
+        unit cannot be global.
         """
         cached = self._parsed.get(name)
         if cached is not None and cached[0] == record.hash:
             return cached[1]
         try:
-            requirements: Requirements | None = requirements_of(
-                name, UnitFile.parse(record.raw)
-            )
+            requirements: Requirements | None = requirements_of_text(name, record.raw)
         except UnitFileError:
             requirements = None
         self._parsed[name] = (record.hash, requirements)

@@ -25,8 +25,7 @@ from fleetd.registry import view as keys
 from fleetd.registry.etcd import MAX_TXN_OPS, EtcdRegistry
 from fleetd.registry.mirror import RegistryMirror
 from fleetd.registry.view import RegistryView
-from fleetd.rules import Requirements, requirements_of
-from fleetd.unit import UnitFile
+from fleetd.rules import Requirements, requirements_of_text
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class Engine:
             cached = self._requirements.get(unit.name)
             if cached is None or cached.hash != unit.hash:
                 try:
-                    requirements = requirements_of(unit.name, UnitFile.parse(unit.raw))
+                    requirements = requirements_of_text(unit.name, unit.raw)
                 except UnitFileError as err:
                     log.warning("cannot place unit %s: %s", unit.name, err)
                     continue

@@ -8,10 +8,12 @@ import pytest
 
 from fleetd.errors import UnitFileError
 from fleetd.rules import (
+    NO_REQUIREMENTS,
     MetadataCondition,
     Requirements,
     parse_metadata_condition,
     requirements_of,
+    requirements_of_text,
     split_multivalue,
     validate_options,
 )
@@ -265,6 +267,36 @@ def test_requirements_of_corpus_units() -> None:
         conflicts=("kafka@*.service",),
         metadata=(MetadataCondition("role", "=", "control"),),
     )
+
+
+def test_requirements_of_text_matches_parsed_file() -> None:
+    text = (CORPUS / "kafka@.service").read_text()
+
+    from_text = requirements_of_text("kafka@2.service", text)
+
+    assert from_text == requirements_of("kafka@2.service", UnitFile.parse(text))
+
+
+def test_requirements_of_text_without_section_skips_parsing() -> None:
+    # Unparsable on purpose: without an [X-Fleet] header the text is not read.
+    text = "[Service]\nnot an option\n"
+
+    assert requirements_of_text("web.service", text) is NO_REQUIREMENTS
+
+
+def test_units_with_equal_options_share_requirements() -> None:
+    first = reqs("Conflicts=web*.service", name="web1.service")
+    second = reqs("Conflicts=web*.service", name="web2.service")
+
+    assert first is second
+
+
+def test_specifiers_keep_requirements_apart() -> None:
+    first = reqs("Conflicts=%p*.service", name="web.service")
+    second = reqs("Conflicts=%p*.service", name="db.service")
+
+    assert first.conflicts == ("web*.service",)
+    assert second.conflicts == ("db*.service",)
 
 
 # validate_options --------------------------------------------------------
