@@ -138,9 +138,14 @@ def test_walking_skeleton(cluster: Callable[..., LocalCluster], tmp_path: Path) 
     assert unit_rows(fleet)["hello-world.service"] == (machine, "active", "running")
     assert main_pid() != pid_before
 
-    # A unit that fails to start makes start exit 1 instead of waiting.
+    # A unit that fails to start makes start exit 1 instead of waiting. The
+    # failure is in ExecStartPre, so the start job itself fails: a service
+    # whose ExecStart exits at once is active for a moment, and systemd's own
+    # start reports success for it.
     failing = tmp_path / "fails.service"
-    failing.write_text("[Service]\nExecStart=/bin/false\n")
+    failing.write_text(
+        "[Service]\nExecStartPre=/bin/false\nExecStart=/bin/sleep infinity\n"
+    )
     started_failing = fleet.fleetctl(["start", str(failing)], check=False)
     assert started_failing.returncode == 1
     assert "fails.service failed on" in started_failing.stderr
