@@ -29,6 +29,10 @@ from fleetd.rules import Requirements, requirements_of_text
 
 log = logging.getLogger(__name__)
 
+# With no change to what placement reads, the engine skips its periodic pass,
+# but still runs one at least this often (seconds).
+QUIET_PASS_INTERVAL = 30.0
+
 
 class LeadershipLost(RegistryError):
     """A fenced write failed because another engine leads now."""
@@ -60,6 +64,11 @@ class Engine:
         self._remembered: dict[str, Machine] = {}
         # Placement does not depend on the unit states agents publish.
         self._wake = mirror.subscribe(ignore=(keys.STATES,))
+        # The leader revision and outage grace of the last committed pass,
+        # and when it started; None until a pass commits.
+        self._last_pass: tuple[int, bool] | None = None
+        self._last_pass_at = 0.0
+        self.passes = 0
 
     @property
     def machine_id(self) -> str:
@@ -88,6 +97,7 @@ class Engine:
     async def run(self) -> None:
         """Lead when possible and reconcile on every registry change."""
         await self.mirror.synced.wait()
+        changed = True
         while True:
             await self.presence.registered.wait()
             self.remember(self.mirror.view)
@@ -102,7 +112,7 @@ class Engine:
                     self.leader_revision = 0
                 elif not self.leader_revision:
                     await self.campaign()
-                if self.leader_revision:
+                if self.leader_revision and (changed or self.pass_due()):
                     await self.reconcile()
             except LeadershipLost:
                 log.info("engine leadership lost by %s", self.machine_id)
@@ -112,8 +122,23 @@ class Engine:
             try:
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
+                changed = True
             except TimeoutError:
-                pass
+                changed = False
+
+    def pass_due(self) -> bool:
+        """Tell whether a pass is due although nothing placement reads changed.
+
+        It is after a failed pass or a change of leadership, during and just
+        after an etcd outage's grace period (which changes the machines to
+        plan for), and once every QUIET_PASS_INTERVAL in any case.
+        """
+        grace = self.in_outage_grace()
+        return (
+            grace
+            or self._last_pass != (self.leader_revision, grace)
+            or time.monotonic() - self._last_pass_at >= QUIET_PASS_INTERVAL
+        )
 
     def _specs(self, view: RegistryView) -> list[UnitSpec]:
         specs: list[UnitSpec] = []
@@ -180,6 +205,9 @@ class Engine:
     async def reconcile(self) -> None:
         """Plan against the mirror and commit the plan, fenced by leadership."""
         started = time.monotonic()
+        self.passes += 1
+        self._last_pass = None
+        grace = self.in_outage_grace()
         view = self.mirror.view
         machines = self.machines_to_plan(view)
         result: Plan = plan(self._specs(view), machines)
@@ -206,6 +234,8 @@ class Engine:
             metrics.record_reconcile_failure(failure, len(result.tasks))
             raise
 
+        self._last_pass = (self.leader_revision, grace)
+        self._last_pass_at = started
         elapsed = time.monotonic() - started
         metrics.record_reconcile((task.kind for task in result.tasks), elapsed)
         if elapsed > self.interval:

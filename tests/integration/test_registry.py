@@ -184,3 +184,30 @@ async def test_commit_keeps_last_write_of_a_key(registry: EtcdRegistry) -> None:
     assert found is not None
     assert found[0].decode() == MACHINE_B
     await presence.withdraw()
+
+
+async def test_engine_skips_passes_while_nothing_changes(
+    registry: EtcdRegistry,
+) -> None:
+    presence = MachinePresence(registry, Machine(MACHINE_A), ttl=30)
+    assert await presence.register_once()
+    mirror = RegistryMirror(registry)
+    engine = Engine(registry, mirror, presence, interval=0.05)
+    following = asyncio.create_task(mirror.run())
+    running = asyncio.create_task(engine.run())
+    try:
+        await wait_for(lambda: engine.passes > 0)
+        await asyncio.sleep(0.5)
+        quiet = engine.passes
+        await asyncio.sleep(0.5)
+
+        assert engine.passes == quiet
+
+        await registry.create_unit("web.service", RAW, DesiredState.LAUNCHED)
+        await wait_for(lambda: "web.service" in mirror.view.placements)
+        assert engine.passes > quiet
+    finally:
+        running.cancel()
+        following.cancel()
+        await asyncio.gather(running, following, return_exceptions=True)
+        await presence.withdraw()
