@@ -63,7 +63,7 @@ def proxy(
                     if data:
                         connection.sendall(data)
                         continue
-                    # No half-close: aiohttp, for one, drops a connection
+                    # No half-close: some HTTP servers drop a connection
                     # whose client shuts its sending side down.
                     selector.unregister(stdin)
                     stdin_open = False

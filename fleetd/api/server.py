@@ -1,4 +1,4 @@
-"""The aiohttp application of the API: routing, the 503 gate and the listeners.
+"""The API server: routing, the 503 gate and the listeners.
 
 Every resource is mounted under both ``/fleet/v1`` and ``/v1-alpha``; item
 paths are ``<resource>/<name>`` with no trailing slash. Until this machine is
@@ -17,11 +17,17 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from fleetd import __version__
 from fleetd.api import journal, placement, resources, status
 from fleetd.api.backend import ApiBackend
+from fleetd.api.http import (
+    ChunkedReply,
+    HttpReply,
+    HttpServer,
+    Request,
+    RequestError,
+    Response,
+)
 from fleetd.api.listeners import (
     TLSOptions,
     activation_sockets,
@@ -50,28 +56,22 @@ UNAVAILABLE = "fleet server unable to communicate with etcd"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-def _json_response(reply: Reply) -> web.Response:
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def _json_response(reply: Reply) -> Response:
     headers = {"Server": SERVER_HEADER, **reply.headers}
     if reply.encoded is not None:
-        return web.Response(
-            status=reply.status,
-            body=reply.encoded,
-            content_type="application/json",
-            charset="utf-8",
-            headers=headers,
+        return Response(
+            reply.status, reply.encoded, {**headers, "Content-Type": JSON_TYPE}
         )
     if reply.body is None:
-        return web.Response(status=reply.status, headers=headers)
-    text = json.dumps(reply.body, separators=(",", ":"))
-    return web.Response(
-        status=reply.status,
-        text=text,
-        content_type="application/json",
-        headers=headers,
-    )
+        return Response(reply.status, b"", headers)
+    body = json.dumps(reply.body, separators=(",", ":")).encode()
+    return Response(reply.status, body, {**headers, "Content-Type": JSON_TYPE})
 
 
-def _error_response(status: int, message: str, **headers: str) -> web.Response:
+def _error_response(status: int, message: str, **headers: str) -> Response:
     return _json_response(Reply(status, error_body(status, message), headers))
 
 
@@ -107,7 +107,7 @@ class ApiServer:
         self.tls_address = tls_address
         self.tls = tls
         self._environ = environ if environ is not None else os.environ
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._bound_socket: Path | None = None
         self.addresses: list[str] = []
         self.metrics = MetricsRegistry()
@@ -143,24 +143,14 @@ class ApiServer:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_route("*", "/{path:.*}", self._dispatch)
-        return app
-
     async def start(self) -> None:
         """Open every listener and start serving (503 until ready).
 
         Raises ListenerError when a listener cannot be opened.
         """
         self.backend.start()
-        runner = web.AppRunner(
-            self.application(), access_log=None, handle_signals=False
-        )
-        await runner.setup()
-        self._runner = runner
+        http = self._http = HttpServer(self._dispatch, _error_response)
         context = server_tls_context(self.tls) if self.tls else None
-        sites: list[web.BaseSite] = []
 
         for sock in activation_sockets(self._environ):
             if is_tcp(sock) and context is None:
@@ -172,29 +162,21 @@ class ApiServer:
                 )
                 sock.close()
                 continue
-            sites.append(
-                web.SockSite(
-                    runner, sock, ssl_context=context if is_tcp(sock) else None
-                )
-            )
+            await http.listen(sock, context if is_tcp(sock) else None)
             self.addresses.append(describe(sock))
 
         if self.unix_socket is not None and not self._activated(self.unix_socket):
             sock = bind_unix_socket(self.unix_socket)
             self._bound_socket = self.unix_socket
-            sites.append(web.SockSite(runner, sock))
+            await http.listen(sock, None)
             self.addresses.append(f"unix:{self.unix_socket}")
 
         if self.tls_address:
             host, port = parse_address(self.tls_address)
             assert context is not None, "api_tls_address without TLS files"
-            sites.append(
-                web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
-            )
+            await http.listen_tcp(host, port, context)
             self.addresses.append(f"https://{self.tls_address}")
 
-        for started in sites:
-            await started.start()
         log.info("serving the fleet API on %s", ", ".join(self.addresses) or "nothing")
 
     def _activated(self, path: Path) -> bool:
@@ -210,9 +192,9 @@ class ApiServer:
         )
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         await self.backend.close()
         if self._bound_socket is not None:
             self._bound_socket.unlink(missing_ok=True)
@@ -220,25 +202,24 @@ class ApiServer:
 
     def tcp_port(self) -> int:
         """Return the port of the TLS listener (useful with port 0)."""
-        assert self._runner is not None
-        for site in self._runner.sites:
-            server = getattr(site, "_server", None)
-            for sock in getattr(server, "sockets", None) or ():
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
-                    return int(sock.getsockname()[1])
+        assert self._http is not None
+        for sock in self._http.sockets():
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return int(sock.getsockname()[1])
         raise LookupError("no TCP listener")
 
     # -- requests -----------------------------------------------------------
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: Request) -> HttpReply:
         started = time.monotonic()
+        response: HttpReply
         try:
             response = await self._answer(request)
         except HttpError as err:
             response = _error_response(err.status, err.message, **err.headers)
-        except web.HTTPException as err:
-            # aiohttp's own rejections, such as a body over client_max_size.
-            response = _error_response(err.status, err.reason)
+        except RequestError as err:
+            # A body over MAX_BODY_BYTES, or a malformed one.
+            response = _error_response(err.status, err.message)
         except RegistryError as err:
             log.error("API request %s %s failed: %s", request.method, request.path, err)
             # The original sent 500 with an empty message.
@@ -247,19 +228,20 @@ class ApiServer:
         self._durations.observe(time.monotonic() - started, method=request.method)
         return response
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
+    async def _answer(self, request: Request) -> HttpReply:
         if not self.backend.ready():
             return _error_response(503, UNAVAILABLE)
-        raw_path = request.rel_url.raw_path
+        raw_path = request.raw_path
         if raw_path == "/metrics":
             if request.method != "GET":
                 raise HttpError(
                     405, "only GET supported against this resource", Allow="GET"
                 )
             text = REGISTRY.render() + self.metrics.render()
-            return web.Response(
-                body=text.encode(),
-                headers={"Server": SERVER_HEADER, "Content-Type": METRICS_CONTENT_TYPE},
+            return Response(
+                200,
+                text.encode(),
+                {"Server": SERVER_HEADER, "Content-Type": METRICS_CONTENT_TYPE},
             )
         if raw_path == "/":
             raise HttpError(405, "no resource at /; the API is under /fleet/v1/")
@@ -271,22 +253,17 @@ class ApiServer:
             raise HttpError(405, "no resource at the API root; use its resources")
         return await self._route(request, segments)
 
-    async def _api_request(self, request: web.Request, read_body: bool) -> ApiRequest:
-        query: dict[str, list[str]] = {}
-        for key, value in request.query.items():
-            query.setdefault(key, []).append(value)
-        body = await request.read() if read_body else b""
+    async def _api_request(self, request: Request, read_body: bool) -> ApiRequest:
+        body = await request.read_body(MAX_BODY_BYTES) if read_body else b""
         return ApiRequest(
             method=request.method,
-            query=query,
-            content_types=request.headers.getall("Content-Type", []),
+            query=request.query,
+            content_types=request.header_values("Content-Type"),
             body=body,
-            create_only=request.headers.get("If-None-Match", "").strip() == "*",
+            create_only=request.header("If-None-Match").strip() == "*",
         )
 
-    async def _route(
-        self, request: web.Request, segments: Sequence[str]
-    ) -> web.StreamResponse:
+    async def _route(self, request: Request, segments: Sequence[str]) -> HttpReply:
         backend = self.backend
         resource, rest = segments[0], list(segments[1:])
         writes = request.method in {"PUT", "PATCH"}
@@ -325,8 +302,8 @@ class ApiServer:
         raise HttpError(404, f"no resource at {request.path}")
 
     async def _journal(
-        self, request: web.Request, api_request: ApiRequest, name: str
-    ) -> web.StreamResponse:
+        self, request: Request, api_request: ApiRequest, name: str
+    ) -> HttpReply:
         if api_request.method != "GET":
             raise HttpError(
                 405, "only GET supported against this resource", Allow="GET"
@@ -338,24 +315,16 @@ class ApiServer:
             secret = await self.backend.registry.cluster_secret()
             peer = await journal.open_peer_journal(machine, name, query, secret)
 
-        response = web.StreamResponse(
-            headers={
-                "Server": SERVER_HEADER,
-                "Content-Type": "text/plain; charset=utf-8",
-            }
+        response: ChunkedReply = await request.stream(
+            200,
+            {"Server": SERVER_HEADER, "Content-Type": "text/plain; charset=utf-8"},
         )
-        await response.prepare(request)
-
-        def closed() -> bool:
-            transport = request.transport
-            return transport is None or transport.is_closing()
-
         try:
             if peer is None:
-                await journal.stream_local(name, query, response.write, closed)
+                await journal.stream_local(name, query, response.write, request.closed)
             else:
-                await journal.stream_peer(*peer, response.write, closed)
-            await response.write_eof()
+                await journal.stream_peer(*peer, response.write, request.closed)
+            await response.finish()
         except (ConnectionError, OSError) as err:
             log.debug("journal client of %s went away: %s", name, err)
         return response
