@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.gateway import (
     Endpoint,
     EtcdStatusError,
@@ -117,6 +118,58 @@ def test_stream_result_is_unwrapped() -> None:
 def test_stream_message_without_result_is_rejected() -> None:
     with pytest.raises(GatewayError, match="has no result"):
         stream_result({"header": {}})
+
+
+# -- transaction operations -------------------------------------------------
+
+
+def _registry() -> EtcdRegistry:
+    client = GatewayClient([Endpoint("http", "127.0.0.1", 1)], 1.0)
+    return EtcdRegistry(client, "/p", 1.0)
+
+
+def test_op_put_encodes_key_value_and_lease() -> None:
+    op = _registry().op_put("units/a", "v", lease=2**62)
+    assert op == {
+        "request_put": {
+            "key": encode_bytes(b"/p/units/a"),
+            "value": encode_bytes(b"v"),
+            "lease": str(2**62),
+        }
+    }
+
+
+def test_op_put_without_lease_omits_it() -> None:
+    assert "lease" not in _registry().op_put("k", "v")["request_put"]
+
+
+def test_op_delete_of_prefix_has_range_end() -> None:
+    op = _registry().op_delete("units/a/", prefix=True)
+    assert op == {
+        "request_delete_range": {
+            "key": encode_bytes(b"/p/units/a/"),
+            "range_end": encode_bytes(b"/p/units/a0"),
+        }
+    }
+
+
+def test_compares_name_target_and_operand() -> None:
+    registry = _registry()
+    key = encode_bytes(b"/p/k")
+    assert registry.cmp_missing("k") == {
+        "key": key,
+        "target": "VERSION",
+        "result": "EQUAL",
+        "version": "0",
+    }
+    assert registry.cmp_exists("k")["result"] == "NOT_EQUAL"
+    assert registry.cmp_value("k", "x")["value"] == encode_bytes(b"x")
+    assert registry.cmp_created_at("k", 42) == {
+        "key": key,
+        "target": "CREATE",
+        "result": "EQUAL",
+        "create_revision": "42",
+    }
 
 
 # -- HTTP/1.1 against a canned server ---------------------------------------
