@@ -117,7 +117,8 @@ def decode_bytes(text: str | None) -> bytes:
     if not text:
         return b""
     try:
-        return base64.b64decode(text, validate=True)
+        # binascii directly: base64.b64decode's checks cost twice the decoding.
+        return binascii.a2b_base64(text, strict_mode=True)
     except binascii.Error as err:
         raise GatewayError(f"invalid base64 in etcd's reply: {text[:40]!r}") from err
 
