@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # etcd rejects a transaction with more operations than --max-txn-ops (128 by
 # default), compares included.
 MAX_TXN_OPS = 128
-# Keys per range request of read_all. The client holds a whole reply in
+# Keys per range request of read_all. The client keeps a whole reply in
 # memory, as JSON with the values in base64 (4/3 of their size), while it
 # parses it, so pages bound that memory: 1,000 unit files of a few KiB each
 # are a few MiB. Unit states and machine keys are a few hundred bytes, so

@@ -71,7 +71,7 @@ async def test_reads_a_page_larger_than_4_mib(
     etcd_server: EtcdServer, etcd_prefix: str
 ) -> None:
     # gRPC clients accept 4 MiB replies by default; the gateway's reply here
-    # holds 6 MiB of values (8 MiB as base64).
+    # contains 6 MiB of values (8 MiB as base64).
     value = "x" * (1024 * 1024)
     async with open_registry([etcd_server.client_url], etcd_prefix, 10.0) as registry:
         for index in range(6):
@@ -115,7 +115,7 @@ async def test_watch_fails_when_etcd_stops_and_calls_recover(
         server = restart(own_etcd)
         try:
             returned = time.monotonic()
-            # The pool still holds connections to the old etcd process.
+            # The pool still contains connections to the old etcd process.
             assert await registry.keep_alive(lease) > 0
             assert await registry.get("machines/m1/object") is not None
             assert time.monotonic() - returned < 1.0
@@ -232,7 +232,7 @@ async def test_authenticated_calls_survive_restart(own_etcd: EtcdServer) -> None
         await registry.put("k", "v")
         revision, pairs = await registry.read_all()
         assert pairs == [("k", b"v")]
-        # A restart forgets etcd's simple tokens, so the client must
+        # A restart discards etcd's simple tokens, so the client must
         # authenticate again, for calls and for watches.
         own_etcd.stop()
         server = restart(own_etcd)
@@ -334,6 +334,7 @@ def tls_etcd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     binary = EtcdServer.binary()
     assert binary is not None
     make_certificates(tmp_path)
+
     client_port = free_port()
     peer_port = free_port(exclude={client_port})
     url = f"https://127.0.0.1:{client_port}"
@@ -352,6 +353,7 @@ def tls_etcd(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         f"--trusted-ca-file={tmp_path / 'ca.crt'}",
         "--client-cert-auth",
     ]
+
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     with open(tmp_path / "etcd.log", "wb") as log:
         process = subprocess.Popen(
