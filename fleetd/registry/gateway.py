@@ -77,8 +77,8 @@ GRPC_CODE_NAMES = (
     "UNAUTHENTICATED",
 )
 UNAUTHENTICATED = 16
-# etcd's message when it does not know a token, for instance after a restart
-# (simple tokens live in memory) or after --auth-token-ttl of disuse.
+# etcd's message when it does not know a token: after --auth-token-ttl of
+# disuse, and at times after a restart (seen with etcd 3.4.23).
 INVALID_TOKEN_MESSAGE = "invalid auth token"
 
 
@@ -715,11 +715,7 @@ class GatewayClient:
         if self._username and not self._token:
             await self._renew_token("")
         token = self._token
-        stream = self.stream("/v3/watch", body)
-        try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            raise GatewayError("etcd ended the watch before creating it") from None
+        stream, first = await self._start_watch(body)
         reason = str(first.get("cancel_reason", ""))
         if self._username and first.get("canceled") and _is_auth_rejection(reason):
             await stream.aclose()
@@ -729,14 +725,21 @@ class GatewayClient:
                 self._username,
             )
             await self._renew_token(token)
-            stream = self.stream("/v3/watch", body)
-            first = await anext(stream)
+            stream, first = await self._start_watch(body)
         try:
             yield first
             async for response in stream:
                 yield response
         finally:
             await stream.aclose()
+
+    async def _start_watch(self, body: Json) -> tuple[AsyncGenerator[Json, None], Json]:
+        """Open a watch stream; returns it and its first response."""
+        stream = self.stream("/v3/watch", body)
+        try:
+            return stream, await anext(stream)
+        except StopAsyncIteration:
+            raise GatewayError("etcd ended the watch before creating it") from None
 
 
 def _is_auth_rejection(reason: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -232,8 +233,8 @@ async def test_authenticated_calls_survive_restart(own_etcd: EtcdServer) -> None
         await registry.put("k", "v")
         revision, pairs = await registry.read_all()
         assert pairs == [("k", b"v")]
-        # A restart discards etcd's simple tokens, so the client must
-        # authenticate again, for calls and for watches.
+        # etcd may reject the token after a restart, and the client must
+        # then authenticate again.
         own_etcd.stop()
         server = restart(own_etcd)
         try:
@@ -246,6 +247,27 @@ async def test_authenticated_calls_survive_restart(own_etcd: EtcdServer) -> None
             await watch.aclose()  # type: ignore[attr-defined]
         finally:
             server.stop()
+
+
+async def test_rejected_token_is_renewed_for_watch(
+    own_etcd: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fleetd.registry.gateway")
+    enable_auth(own_etcd.client_url, "secret")
+    async with open_registry(
+        [own_etcd.client_url], PREFIX, 3.0, username="root", password="secret"
+    ) as registry:
+        revision, _ = await registry.read_all()
+        # A token etcd does not know, as after --auth-token-ttl of disuse.
+        registry._client._token = "expired.1"
+        watch = registry.watch(revision + 1)
+        change = asyncio.create_task(next_change(watch))
+        async with asyncio.timeout(5):
+            while "for a watch" not in caplog.text:
+                await asyncio.sleep(0.05)
+        await registry.put("k", "w")
+        assert await change == [("k", b"w")]
+        await watch.aclose()  # type: ignore[attr-defined]
 
 
 async def test_wrong_password_fails_at_open(own_etcd: EtcdServer) -> None:
