@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 # One sample line of go-grpc-prometheus's counter of request messages: unary
 # calls count once, and every message on a stream (a lease keep-alive, a
-# watch creation) counts once more.
+# watch creation) counts once more. Requests to etcd's JSON gateway count
+# too, because the gateway forwards each one to etcd's gRPC server (checked
+# on etcd 3.4.23).
 _RECEIVED = re.compile(
     r'^grpc_server_msg_received_total\{[^}]*grpc_method="(\w+)"[^}]*\} (\S+)$'
 )

@@ -17,11 +17,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-from etcd3aio._protobuf import LeaseKeepAliveRequest
-
+from fleetd.errors import RegistryError
 from fleetd.model import Machine, UnitState
 from fleetd.registry import view as keys
 from fleetd.registry.etcd import MAX_TXN_OPS, EtcdRegistry
@@ -81,27 +79,38 @@ class SimulatedMachines:
         await asyncio.gather(*(register(machine) for machine in self.machines))
 
     async def _keep_alive(self) -> None:
-        """Renew every lease each third of the TTL over one keep-alive stream."""
+        """Renew every lease each third of the TTL, one request per lease.
+
+        The renewals are spread over the interval in 30 slices, as
+        independent machines would renew at different moments. Each is one
+        keep-alive POST, as a real fleetd sends, so etcd serves as many
+        requests as it would for that many fleetd instances.
+        """
         interval = self.ttl / 3
-
-        async def requests() -> AsyncIterator[LeaseKeepAliveRequest]:
-            # Spread over the interval in 30 slices, as independent machines
-            # would renew at different moments.
-            slices = 30
-            while True:
-                leases = list(self.leases.values())
-                size = -(-len(leases) // slices)
-                for start in range(0, len(leases), size):
-                    for lease in leases[start : start + size]:
-                        yield LeaseKeepAliveRequest(ID=lease)
-                    await asyncio.sleep(interval / slices)
-
-        # NOTE: etcd3aio has no public call for one stream over many leases,
-        # so this uses its generated stub.
-        lease_service: Any = self.registry._client.lease
-        stream = lease_service._stub.LeaseKeepAlive(requests())
-        async for _response in stream:
-            pass
+        slices = 30
+        while True:
+            leases = list(self.leases.values())
+            size = max(1, -(-len(leases) // slices))
+            for start in range(0, max(len(leases), 1), size):
+                renewals = leases[start : start + size]
+                results = await asyncio.gather(
+                    *(self.registry.keep_alive(lease) for lease in renewals),
+                    return_exceptions=True,
+                )
+                for result in results:
+                    if isinstance(result, BaseException) and not isinstance(
+                        result, RegistryError
+                    ):
+                        raise result
+                failed = [r for r in results if isinstance(r, RegistryError)]
+                if failed:
+                    log.warning(
+                        "%d of %d simulated lease renewals failed: %s",
+                        len(failed),
+                        len(renewals),
+                        failed[0],
+                    )
+                await asyncio.sleep(interval / slices)
 
     async def _agent(self) -> None:
         """Publish an active state for each unit placed on a simulated machine."""

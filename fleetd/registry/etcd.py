@@ -1,4 +1,4 @@
-"""The registry on etcd v3, through the asyncio client etcd3aio.
+"""The registry on etcd v3, through etcd's JSON gateway (see gateway.py).
 
 Keys are relative to the key prefix everywhere above this module; this module
 adds and strips the prefix. Every etcd failure becomes a ``RegistryError`` that
@@ -7,30 +7,29 @@ names the endpoints and the operation.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import grpc
-from etcd3aio import Etcd3Client
-from etcd3aio._protobuf import Compare
-from etcd3aio.errors import EtcdError
-from etcd3aio.kv import KVService, prefix_range_end
 
 from fleetd.api import metrics
 from fleetd.errors import RegistryError
 from fleetd.model import DesiredState, Machine, Unit, UnitState
 from fleetd.registry import view as keys
+from fleetd.registry.gateway import (
+    GatewayClient,
+    GatewayError,
+    decode_bytes,
+    decode_int,
+    encode_bytes,
+    parse_endpoints,
+    prefix_range_end,
+    ssl_context,
+)
 from fleetd.registry.view import RegistryView
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,11 @@ log = logging.getLogger(__name__)
 # etcd rejects a transaction with more operations than --max-txn-ops (128 by
 # default), compares included.
 MAX_TXN_OPS = 128
-# Keys per range request of read_all, so one reply stays under the 64 MiB
-# the channel accepts (CHANNEL_OPTIONS): a page of 1,000 unit files may
-# average 64 KiB each. Unit states and machine keys are a few hundred bytes,
-# so they are read 10,000 at a time.
-# NOTE: a page of unit files larger than 64 KiB on average still exceeds it.
+# Keys per range request of read_all. The client keeps a whole reply in
+# memory, as JSON with the values in base64 (4/3 of their size), while it
+# parses it, so pages bound that memory: 1,000 unit files of a few KiB each
+# are a few MiB. Unit states and machine keys are a few hundred bytes, so
+# they are read 10,000 at a time.
 READ_PAGE_KEYS = 1000
 SMALL_KEYS_PAGE = 10_000
 
@@ -65,75 +64,12 @@ class TLSFiles:
     key_file: str = ""
 
 
-# gRPC channel options added to etcd3aio's. The reconnect backoff is capped
-# at 1 s (gRPC's default grows to 120 s), so after an etcd outage every fleetd
-# renews its lease before it expires. Replies may be up to 64 MiB: a page of
-# the registry contains many unit files, and gRPC's default limit is 4 MiB.
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-)
-
-
-def _ipv4_of(host: str, url: str) -> str:
-    """Return ``host`` as an IPv4 address, resolving a host name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
-        except OSError as err:
-            raise RegistryError(
-                f"invalid etcd endpoint {url!r}: cannot resolve {host!r} to an "
-                "IPv4 address; use an IP address or a resolvable name"
-            ) from err
-        return str(infos[0][4][0])
-    if address.version != 4:
-        raise RegistryError(
-            f"invalid etcd endpoint {url!r}: IPv6 addresses are not supported by "
-            "the etcd client yet; use an IPv4 address"
-        )
-    return str(address)
-
-
-def parse_endpoints(urls: Sequence[str]) -> tuple[list[str], bool]:
-    """Turn etcd URLs into ``address:port`` targets and whether they use TLS.
-
-    Host names are resolved here, because the etcd client only dials IPv4
-    addresses.
-    """
-    targets: list[str] = []
-    schemes: set[str] = set()
-    for url in urls:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise RegistryError(
-                f"invalid etcd endpoint {url!r}: use http://HOST:PORT or "
-                "https://HOST:PORT"
-            )
-        try:
-            port = parts.port or 2379
-        except ValueError as err:
-            raise RegistryError(f"invalid etcd endpoint {url!r}: {err}") from err
-        schemes.add(parts.scheme)
-        targets.append(f"{_ipv4_of(parts.hostname, url)}:{port}")
-    if not targets:
-        raise RegistryError("no etcd endpoint given: set --endpoint or etcd_servers")
-    if len(schemes) > 1:
-        raise RegistryError(
-            f"etcd endpoints {', '.join(urls)} mix http and https: use one scheme"
-        )
-    return targets, schemes == {"https"}
-
-
 class EtcdRegistry:
     """The cluster state under one key prefix of one etcd cluster."""
 
     def __init__(
         self,
-        client: Etcd3Client,
+        client: GatewayClient,
         prefix: str,
         timeout: float,
         endpoints: Sequence[str] = (),
@@ -145,11 +81,6 @@ class EtcdRegistry:
 
     # -- plumbing ---------------------------------------------------------
 
-    @property
-    def _kv(self) -> KVService:
-        assert self._client.kv is not None, "registry used after close"
-        return self._client.kv
-
     def _key(self, key: str) -> bytes:
         return (self.prefix + key).encode()
 
@@ -158,8 +89,6 @@ class EtcdRegistry:
 
     def _failure(self, operation: str, err: BaseException) -> RegistryError:
         detail = str(err) or type(err).__name__
-        if isinstance(err, grpc.aio.AioRpcError):
-            detail = f"{err.code().name}: {err.details()}"
         if isinstance(err, TimeoutError):
             detail = f"no answer within {self.timeout:g}s"
         return RegistryError(
@@ -178,7 +107,7 @@ class EtcdRegistry:
         failed = False
         try:
             yield
-        except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as err:
+        except (GatewayError, TimeoutError, OSError) as err:
             failed = True
             raise self._failure(operation, err) from err
         finally:
@@ -197,27 +126,35 @@ class EtcdRegistry:
         ``states/``. ``revision`` reads the keys as they were then, and 0
         reads the latest. The keys are read in pages, all at the revision of
         the first page, because one reply with every key of a large cluster
-        could exceed the size of message gRPC accepts.
+        would hold all of them in memory at once.
         """
         small = under in (keys.STATES, keys.MACHINES)
         page = SMALL_KEYS_PAGE if small else READ_PAGE_KEYS
         start = self._key(under)
-        end = prefix_range_end(start)
+        end = encode_bytes(prefix_range_end(start))
+        prefix_length = len(self.prefix.encode())
         pairs: list[tuple[str, bytes]] = []
         while True:
+            request: dict[str, Any] = {
+                "key": encode_bytes(start),
+                "range_end": end,
+                "limit": str(page),
+            }
+            if revision:
+                request["revision"] = str(revision)
             async with self._call("read"):
-                response = await self._kv.get(
-                    start,
-                    end,
-                    revision=revision,
-                    limit=page,
-                    timeout=self.timeout,
-                )
-            revision = revision or response.header.revision
-            pairs.extend((self._strip(kv.key), kv.value) for kv in response.kvs)
-            if not response.more or not response.kvs:
+                response = await self._client.call("/v3/kv/range", request)
+                revision = revision or _header_revision(response)
+                kvs = response.get("kvs", ())
+                last = b""
+                for kv in kvs:
+                    last = decode_bytes(kv.get("key"))
+                    pairs.append(
+                        (last[prefix_length:].decode(), decode_bytes(kv.get("value")))
+                    )
+            if not response.get("more") or not kvs:
                 return revision, pairs
-            start = response.kvs[-1].key + b"\0"
+            start = last + b"\0"
 
     async def read_view(self, *under: str) -> RegistryView:
         """Read the keys under each of ``under`` (all keys if none) at one revision."""
@@ -234,130 +171,179 @@ class EtcdRegistry:
         """Yield (revision, changes) for every change under the prefix.
 
         A deleted key comes with the value None. Raises ``Compacted`` when
-        etcd no longer has the history from ``start_revision``.
+        etcd no longer has the history from ``start_revision``, and
+        ``RegistryError`` when the watch fails or its stream ends for any
+        other reason, such as etcd restarting: it never ends quietly.
         """
-        assert self._client.watch is not None, "registry used after close"
         start = self._key("")
-        stream = self._client.watch.watch(
-            start, prefix_range_end(start), start_revision=start_revision
+        stream = self._client.watch(
+            {
+                "key": encode_bytes(start),
+                "range_end": encode_bytes(prefix_range_end(start)),
+                "start_revision": str(start_revision),
+            }
         )
         try:
             async for response in stream:
-                if response.compact_revision > 0:
+                compact_revision = decode_int(response.get("compact_revision"))
+                if compact_revision > 0:
                     raise Compacted(
                         f"watch from revision {start_revision} compacted at "
-                        f"{response.compact_revision}"
+                        f"{compact_revision}"
                     )
-                if response.canceled:
+                if response.get("canceled"):
                     raise RegistryError(
-                        f"etcd canceled the watch: {response.cancel_reason}"
+                        f"etcd at {self._where} canceled the watch: "
+                        f"{response.get('cancel_reason') or 'no reason given'}"
                     )
-                if not response.events:
+                events = response.get("events")
+                if not events:
                     continue
-                changes = [
-                    (
-                        self._strip(event.kv.key),
-                        None if event.type == event.DELETE else event.kv.value,
-                    )
-                    for event in response.events
-                ]
-                yield response.header.revision, changes
-        except (EtcdError, grpc.aio.AioRpcError) as err:
+                yield _header_revision(response), [self._change(e) for e in events]
+        except (GatewayError, TimeoutError, OSError) as err:
             raise self._failure("watch", err) from err
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
+        raise RegistryError(
+            f"etcd at {self._where} ended the watch stream; watch again from the "
+            "last revision seen"
+        )
+
+    def _change(self, event: dict[str, Any]) -> tuple[str, bytes | None]:
+        """Return the (key, value or None if deleted) of one watch event."""
+        kv = event.get("kv") or {}
+        key = self._strip(decode_bytes(kv.get("key")))
+        if event.get("type") == "DELETE":
+            return key, None
+        return key, decode_bytes(kv.get("value"))
 
     async def changes(self) -> AsyncIterator[None]:
         """Yield once after every change under the prefix, from now on."""
         start = self._key("")
         async with self._call("read"):
-            response = await self._kv.get(
-                start, prefix_range_end(start), count_only=True, timeout=self.timeout
+            response = await self._client.call(
+                "/v3/kv/range",
+                {
+                    "key": encode_bytes(start),
+                    "range_end": encode_bytes(prefix_range_end(start)),
+                    "count_only": True,
+                },
             )
-        async for _revision, _changes in self.watch(response.header.revision + 1):
+            revision = _header_revision(response)
+        async for _revision, _changes in self.watch(revision + 1):
             yield None
 
     async def put(self, key: str, value: str, lease: int = 0) -> None:
         async with self._call(f"put {key}"):
-            await self._kv.put(self._key(key), value, lease, timeout=self.timeout)
+            await self._client.call(
+                "/v3/kv/put", self.op_put(key, value, lease)["request_put"]
+            )
 
     async def delete(self, key: str) -> None:
         async with self._call(f"delete {key}"):
-            await self._kv.delete(self._key(key), timeout=self.timeout)
+            await self._client.call(
+                "/v3/kv/deleterange", {"key": encode_bytes(self._key(key))}
+            )
 
     async def txn(
         self, compare: Sequence[Any], success: Sequence[Any], operation: str
     ) -> bool:
-        """Run one transaction; True if the compares held and ``success`` ran."""
+        """Run one transaction; True if the compares held and ``success`` ran.
+
+        ``compare`` holds the results of the cmp_* methods and ``success``
+        those of op_put and op_delete.
+        """
         async with self._call(operation, kind="txn"):
-            response = await self._kv.txn(compare, success, timeout=self.timeout)
-        return bool(response.succeeded)
+            response = await self._client.call(
+                "/v3/kv/txn", {"compare": list(compare), "success": list(success)}
+            )
+        return bool(response.get("succeeded"))
 
-    def op_put(self, key: str, value: str, lease: int = 0) -> Any:
-        return KVService.txn_op_put(self._key(key), value, lease=lease)
+    # The operations and compares of a transaction, as the gateway's JSON.
 
-    def op_delete(self, key: str, *, prefix: bool = False) -> Any:
+    def op_put(self, key: str, value: str, lease: int = 0) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "key": encode_bytes(self._key(key)),
+            "value": encode_bytes(value.encode()),
+        }
+        if lease:
+            request["lease"] = str(lease)
+        return {"request_put": request}
+
+    def op_delete(self, key: str, *, prefix: bool = False) -> dict[str, Any]:
         full = self._key(key)
-        end = prefix_range_end(full) if prefix else None
-        return KVService.txn_op_delete(full, range_end=end)
+        request = {"key": encode_bytes(full)}
+        if prefix:
+            request["range_end"] = encode_bytes(prefix_range_end(full))
+        return {"request_delete_range": request}
 
-    def cmp_missing(self, key: str) -> Any:
-        return KVService.txn_compare_version(self._key(key), 0)
+    def cmp_missing(self, key: str) -> dict[str, Any]:
+        return self._compare(key, "VERSION", "EQUAL", version="0")
 
-    def cmp_exists(self, key: str) -> Any:
-        return KVService.txn_compare_version(
-            self._key(key), 0, result=Compare.NOT_EQUAL
-        )
+    def cmp_exists(self, key: str) -> dict[str, Any]:
+        return self._compare(key, "VERSION", "NOT_EQUAL", version="0")
 
-    def cmp_value(self, key: str, value: str) -> Any:
-        return KVService.txn_compare_value(self._key(key), value)
+    def cmp_value(self, key: str, value: str) -> dict[str, Any]:
+        return self._compare(key, "VALUE", "EQUAL", value=encode_bytes(value.encode()))
 
-    def cmp_created_at(self, key: str, revision: int) -> Any:
-        return KVService.txn_compare_create_revision(self._key(key), revision)
+    def cmp_created_at(self, key: str, revision: int) -> dict[str, Any]:
+        return self._compare(key, "CREATE", "EQUAL", create_revision=str(revision))
+
+    def _compare(
+        self, key: str, target: str, result: str, **operand: str
+    ) -> dict[str, Any]:
+        # int64 operands go as strings, the gateway's JSON form of int64.
+        return {
+            "key": encode_bytes(self._key(key)),
+            "target": target,
+            "result": result,
+            **operand,
+        }
 
     async def get(self, key: str) -> tuple[bytes, int, int] | None:
         """Return (value, create revision, lease) of ``key``, or None."""
         async with self._call(f"get {key}"):
-            response = await self._kv.get(self._key(key), timeout=self.timeout)
-        if not response.kvs:
-            return None
-        kv = response.kvs[0]
-        return kv.value, kv.create_revision, kv.lease
+            response = await self._client.call(
+                "/v3/kv/range", {"key": encode_bytes(self._key(key))}
+            )
+            kvs = response.get("kvs")
+            if not kvs:
+                return None
+            kv = kvs[0]
+            return (
+                decode_bytes(kv.get("value")),
+                decode_int(kv.get("create_revision")),
+                decode_int(kv.get("lease")),
+            )
 
     # -- leases -----------------------------------------------------------
 
     async def grant_lease(self, ttl: int) -> int:
-        assert self._client.lease is not None, "registry used after close"
         async with self._call("lease grant"):
-            response = await self._client.lease.grant(ttl, timeout=self.timeout)
-        return int(response.ID)
+            response = await self._client.call("/v3/lease/grant", {"TTL": str(ttl)})
+            if response.get("error"):
+                raise GatewayError(f"lease grant failed: {response['error']}")
+            return decode_int(response.get("ID"))
 
     async def keep_alive(self, lease: int) -> int:
         """Refresh ``lease`` once; returns its new TTL, 0 if it has expired."""
-        assert self._client.lease is not None, "registry used after close"
         async with self._call("lease keep-alive"):
-            stream = self._client.lease.keep_alive(lease)
-            try:
-                async with asyncio.timeout(self.timeout):
-                    async for response in stream:
-                        return max(0, int(response.TTL))
-            finally:
-                stream.cancel()
-        return 0
+            result = await self._client.call_stream(
+                "/v3/lease/keepalive", {"ID": str(lease)}
+            )
+            return max(0, decode_int(result.get("TTL")))
 
     async def lease_ttl(self, lease: int) -> int:
         """Return the remaining TTL of ``lease``, -1 if it does not exist."""
-        assert self._client.lease is not None, "registry used after close"
         async with self._call("lease time-to-live"):
-            response = await self._client.lease.time_to_live(
-                lease, timeout=self.timeout
+            response = await self._client.call(
+                "/v3/lease/timetolive", {"ID": str(lease)}
             )
-        return int(response.TTL)
+            return decode_int(response.get("TTL"))
 
     async def revoke_lease(self, lease: int) -> None:
-        assert self._client.lease is not None, "registry used after close"
         async with self._call("lease revoke"):
-            await self._client.lease.revoke(lease, timeout=self.timeout)
+            await self._client.call("/v3/lease/revoke", {"ID": str(lease)})
 
     # -- the Registry protocol used by fleetctl ---------------------------
 
@@ -436,13 +422,9 @@ class EtcdRegistry:
         return bytes.fromhex(found[0].decode())
 
 
-def _read_pem(path: str, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise RegistryError(f"cannot read {what} {path}: {err.strerror}") from err
+def _header_revision(response: dict[str, Any]) -> int:
+    header = response.get("header") or {}
+    return decode_int(header.get("revision"))
 
 
 @contextlib.asynccontextmanager
@@ -454,35 +436,27 @@ async def open_registry(
     username: str = "",
     password: str = "",
 ) -> AsyncIterator[EtcdRegistry]:
-    """Connect to etcd and yield the registry under ``prefix``.
+    """Open a client for etcd and yield the registry under ``prefix``.
 
-    Raises ``RegistryError`` naming the endpoints when etcd does not respond.
+    TLS is used when the URLs are https, or when a CA file is given. Raises
+    ``RegistryError`` for an invalid endpoint URL, an unreadable TLS file or
+    failed authentication. Connections open on the first call, so an etcd
+    that does not respond shows as a ``RegistryError`` on that call.
     """
-    targets, use_tls = parse_endpoints(endpoints)
     tls = tls or TLSFiles()
-    if use_tls or tls.ca_file:
-        # Certificates name the host, not the address it resolved to.
-        host = urlsplit(endpoints[0] if "://" in endpoints[0] else "//" + endpoints[0])
-        client = Etcd3Client(
-            targets,
-            tls_server_name=host.hostname,
-            ca_cert=_read_pem(tls.ca_file, "CA file") or b"",
-            cert_chain=_read_pem(tls.cert_file, "certificate file"),
-            cert_key=_read_pem(tls.key_file, "key file"),
-        )
-    else:
-        client = Etcd3Client(targets)
-    # NOTE: etcd3aio 0.3 takes no channel options; its connection manager
-    # keeps them in a list read when connect() builds the channel.
-    client._manager.grpc_options.extend(CHANNEL_OPTIONS)
-    await client.connect()
+    try:
+        parsed, use_tls = parse_endpoints(endpoints)
+        context = None
+        if use_tls or tls.ca_file:
+            context = ssl_context(tls.ca_file, tls.cert_file, tls.key_file)
+    except GatewayError as err:
+        raise RegistryError(str(err)) from err
+    client = GatewayClient(parsed, timeout, context, username, password)
     registry = EtcdRegistry(client, prefix, timeout, endpoints)
     try:
         if username:
-            assert client.auth is not None
             async with registry._call("authenticate"):
-                response = await client.auth.authenticate(username, password)
-            client.set_token(response.token)
+                await client.authenticate()
         yield registry
     finally:
         await client.close()

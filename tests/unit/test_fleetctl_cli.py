@@ -284,7 +284,12 @@ def test_rewrite_bool_values_uses_negative_form() -> None:
     assert rewrite_bool_values(["--debug=off"], command) == ["--no-debug"]
 
 
-HEAVY_PACKAGES = ("grpc", "etcd3aio", "dbus_fast", "fleetd.registry.etcd")
+HEAVY_PACKAGES = (
+    "dbus_fast",
+    "aiohttp",
+    "fleetd.registry.etcd",
+    "fleetd.registry.gateway",
+)
 
 IMPORT_PROBE = """
 import sys

@@ -1,40 +1,75 @@
 import pytest
 
-from fleetd.errors import RegistryError
-from fleetd.registry.etcd import parse_endpoints
+from fleetd.registry.gateway import Endpoint, GatewayError, parse_endpoints
 
 
-def test_http_urls_become_ipv4_targets() -> None:
-    targets, tls = parse_endpoints(["http://127.0.0.1:2379", "http://127.0.0.2:4001"])
-    assert targets == ["127.0.0.1:2379", "127.0.0.2:4001"]
+def test_http_urls_become_endpoints() -> None:
+    endpoints, tls = parse_endpoints(["http://127.0.0.1:2379", "http://127.0.0.2:4001"])
+    assert endpoints == [
+        Endpoint("http", "127.0.0.1", 2379),
+        Endpoint("http", "127.0.0.2", 4001),
+    ]
     assert not tls
 
 
-def test_localhost_is_resolved() -> None:
-    targets, _ = parse_endpoints(["http://localhost:2379"])
-    assert targets == ["127.0.0.1:2379"]
+def test_host_name_is_kept_for_tls_checks() -> None:
+    endpoints, _ = parse_endpoints(["https://etcd.example:2379"])
+    assert endpoints == [Endpoint("https", "etcd.example", 2379)]
 
 
 def test_https_selects_tls() -> None:
-    _, tls = parse_endpoints(["https://127.0.0.1:2379"])
+    endpoints, tls = parse_endpoints(["https://127.0.0.1:2379"])
     assert tls
+    assert endpoints[0].tls
 
 
 def test_missing_port_defaults_to_2379() -> None:
-    targets, _ = parse_endpoints(["http://127.0.0.1"])
-    assert targets == ["127.0.0.1:2379"]
+    endpoints, _ = parse_endpoints(["http://127.0.0.1"])
+    assert endpoints[0].port == 2379
 
 
-def test_ipv6_endpoint_is_rejected_with_fix() -> None:
-    with pytest.raises(RegistryError, match="use an IPv4 address"):
-        parse_endpoints(["http://[::1]:2379"])
+def test_missing_scheme_means_http() -> None:
+    endpoints, _ = parse_endpoints(["127.0.0.1:4001"])
+    assert endpoints == [Endpoint("http", "127.0.0.1", 4001)]
+
+
+def test_ipv6_endpoint_is_accepted() -> None:
+    endpoints, _ = parse_endpoints(["http://[::1]:2379"])
+    assert endpoints == [Endpoint("http", "::1", 2379)]
+    assert endpoints[0].authority == "[::1]:2379"
+    assert endpoints[0].url == "http://[::1]:2379"
+
+
+def test_invalid_ipv6_endpoint_is_rejected() -> None:
+    with pytest.raises(GatewayError, match=r"invalid etcd endpoint 'http://\[::g\]"):
+        parse_endpoints(["http://[::g]:2379"])
+
+
+def test_unbracketed_ipv6_endpoint_is_rejected() -> None:
+    with pytest.raises(GatewayError, match="invalid etcd endpoint"):
+        parse_endpoints(["http://::1:2379"])
 
 
 def test_mixed_schemes_are_rejected() -> None:
-    with pytest.raises(RegistryError, match="mix http and https"):
+    with pytest.raises(GatewayError, match="mix http and https"):
         parse_endpoints(["http://127.0.0.1:2379", "https://127.0.0.1:2380"])
 
 
 def test_unknown_scheme_is_rejected() -> None:
-    with pytest.raises(RegistryError, match="invalid etcd endpoint 'ftp://"):
+    with pytest.raises(GatewayError, match="invalid etcd endpoint 'ftp://"):
         parse_endpoints(["ftp://127.0.0.1:2379"])
+
+
+def test_port_out_of_range_is_rejected() -> None:
+    with pytest.raises(GatewayError, match="invalid etcd endpoint 'http://h:99999'"):
+        parse_endpoints(["http://h:99999"])
+
+
+def test_path_is_rejected() -> None:
+    with pytest.raises(GatewayError, match="remove the path"):
+        parse_endpoints(["http://127.0.0.1:2379/v2/keys"])
+
+
+def test_no_endpoint_is_rejected() -> None:
+    with pytest.raises(GatewayError, match="no etcd endpoint given"):
+        parse_endpoints([])
