@@ -9,7 +9,7 @@ comparison. Then it times ``fleetctl start --no-block`` of S new unit files
 over each driver: with no agents, that is fleetctl's own writing time.
 Each figure is the median of ``--runs`` runs, after one warm-up run.
 
-Run it as ``python bench/bench_list_units_api.py [--units N] [--machines M]
+Run it as ``python -m bench.bench_list_units_api [--units N] [--machines M]
 [--runs R] [--token-limit L] [--start-units S]``; it needs the etcd binary.
 """
 
@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.cluster import time_fleetctl
 from fleetd.api.backend import ApiBackend
 from fleetd.api.server import ApiServer
 from fleetd.etcdserver import EtcdServer
@@ -73,28 +74,14 @@ async def fill(registry: EtcdRegistry, units: int, machines: int) -> None:
         await registry.txn([], operations[start : start + BATCH], "fill")
 
 
-async def time_fleetctl(
+async def median_fleetctl(
     args: list[str], environment: dict[str, str], runs: int
 ) -> float:
     """Return the median wall time in seconds of ``fleetctl args`` over ``runs``."""
-    times = []
-    for run in range(runs + 1):
-        started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            FLEETCTL,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=environment,
-        )
-        stdout, stderr = await process.communicate()
-        elapsed = time.perf_counter() - started
-        if process.returncode != 0:
-            raise SystemExit(f"fleetctl {' '.join(args)} failed: {stderr.decode()}")
-        if run > 0:
-            times.append(elapsed)
-        lines = stdout.count(b"\n")
-    print(f"  fleetctl {' '.join(args)}: {lines} lines", file=sys.stderr)
+    times, output = await time_fleetctl(args, environment, runs)
+    print(
+        f"  fleetctl {' '.join(args)}: {output.count(chr(10))} lines", file=sys.stderr
+    )
     return statistics.median(times)
 
 
@@ -168,14 +155,14 @@ async def measure(
         try:
             runs = arguments.runs
             results = {
-                "fleetctl --version": await time_fleetctl(["--version"], api, runs),
-                "list-units over the API": await time_fleetctl(
+                "fleetctl --version": await median_fleetctl(["--version"], api, runs),
+                "list-units over the API": await median_fleetctl(
                     ["list-units"], api, runs
                 ),
-                "list-unit-files over the API": await time_fleetctl(
+                "list-unit-files over the API": await median_fleetctl(
                     ["list-unit-files"], api, runs
                 ),
-                "list-units over etcd": await time_fleetctl(
+                "list-units over etcd": await median_fleetctl(
                     ["list-units"], direct, runs
                 ),
             }

@@ -34,6 +34,68 @@ KEY_PREFIX = "/_coreos.com/fleet/"
 FLEETCTL = str(Path(sys.executable).parent / "fleetctl")
 
 
+async def time_fleetctl(
+    args: Sequence[str], environment: dict[str, str], runs: int
+) -> tuple[list[float], str]:
+    """Run ``fleetctl args`` once unmeasured, then ``runs`` times measured.
+
+    Returns the wall times in seconds and the last output. The command runs
+    without blocking the event loop, which may be serving fleetd's API.
+    """
+    times: list[float] = []
+    output = b""
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            FLEETCTL,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment,
+        )
+        output, errors = await process.communicate()
+        elapsed = time.perf_counter() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"fleetctl {' '.join(args)} failed: {errors.decode()}")
+        if run > 0:
+            times.append(elapsed)
+    return times, output.decode()
+
+
+@asynccontextmanager
+async def api_socket(registry: EtcdRegistry, machine_id: str) -> AsyncIterator[str]:
+    """Serve fleetd's API from ``registry`` in this process; yield its socket path.
+
+    The API answers from a registry mirror, as in fleetd; this machine need
+    not be registered. The socket is in a fresh directory under STATE_ROOT.
+    """
+    # Imported here: only the list scenario serves the API.
+    from fleetd.api.backend import ApiBackend
+    from fleetd.api.server import ApiServer
+    from fleetd.registry.mirror import RegistryMirror
+
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    directory = STATE_ROOT / f"api-{uuid.uuid4().hex[:8]}"
+    directory.mkdir()
+    socket_path = directory / "fleet.sock"
+    mirror = RegistryMirror(registry)
+    following = asyncio.create_task(mirror.run())
+    server = ApiServer(
+        ApiBackend(registry, mirror, lambda: True, machine_id),
+        unix_socket=str(socket_path),
+        environ={},
+    )
+    try:
+        await mirror.synced.wait()
+        await server.start()
+        yield str(socket_path)
+    finally:
+        await server.close()
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 class BenchCluster:
     """An etcd plus ``hosts`` test hosts running fleetd with ``agent_ttl``.
 

@@ -7,6 +7,7 @@ names the endpoints and the operation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -39,11 +40,25 @@ log = logging.getLogger(__name__)
 MAX_TXN_OPS = 128
 # Keys per range request of read_all. The client keeps a whole reply in
 # memory, as JSON with the values in base64 (4/3 of their size), while it
-# parses it, so pages bound that memory: 1,000 unit files of a few KiB each
-# are a few MiB. Unit states and machine keys are a few hundred bytes, so
-# they are read 10,000 at a time.
+# parses it, so pages bound that memory. The first page of unit files has
+# READ_PAGE_KEYS keys. Later pages hold as many keys as fit PAGE_VALUE_BYTES
+# of base64 values at the sizes seen so far, between READ_PAGE_KEYS and
+# SMALL_KEYS_PAGE. Fewer, larger pages are faster, because each request
+# costs etcd time of its own: at 10,000 units, reading the unit keys 1,000
+# at a time took 0.75 s and 5,000 at a time 0.46 s. Unit states and machine
+# keys are a few hundred bytes, so they are read 10,000 at a time.
 READ_PAGE_KEYS = 1000
 SMALL_KEYS_PAGE = 10_000
+PAGE_VALUE_BYTES = 4 * 1024 * 1024
+
+
+def _next_page(page: int, kvs: Sequence[dict[str, Any]]) -> int:
+    """Return the keys to ask for next, from the value sizes of one page."""
+    if page >= SMALL_KEYS_PAGE:
+        return page
+    average = sum(len(kv.get("value", "")) for kv in kvs) / len(kvs)
+    fitting = int(PAGE_VALUE_BYTES / max(average, 1.0))
+    return max(READ_PAGE_KEYS, min(SMALL_KEYS_PAGE, fitting))
 
 
 def serialized_hash(raw: str) -> str:
@@ -128,41 +143,93 @@ class EtcdRegistry:
         the first page, because one reply with every key of a large cluster
         would hold all of them in memory at once.
         """
+        pairs: list[tuple[str, bytes]] = []
+        async for page_revision, page in self._pages(under, revision):
+            revision = page_revision
+            pairs.extend(page)
+        return revision, pairs
+
+    async def _pages(
+        self, under: str, revision: int
+    ) -> AsyncIterator[tuple[int, list[tuple[str, bytes]]]]:
+        """Yield (revision, pairs) for each page of the keys under ``under``.
+
+        The request for the next page is sent before this page's keys and
+        values are decoded, so etcd encodes one page while this process
+        decodes the one before.
+        """
         small = under in (keys.STATES, keys.MACHINES)
         page = SMALL_KEYS_PAGE if small else READ_PAGE_KEYS
-        start = self._key(under)
-        end = encode_bytes(prefix_range_end(start))
+        end = encode_bytes(prefix_range_end(self._key(under)))
         prefix_length = len(self.prefix.encode())
-        pairs: list[tuple[str, bytes]] = []
-        while True:
+
+        async def fetch(start: bytes, limit: int, revision: int) -> dict[str, Any]:
             request: dict[str, Any] = {
                 "key": encode_bytes(start),
                 "range_end": end,
-                "limit": str(page),
+                "limit": str(limit),
             }
             if revision:
                 request["revision"] = str(revision)
             async with self._call("read"):
-                response = await self._client.call("/v3/kv/range", request)
+                return await self._client.call("/v3/kv/range", request)
+
+        pending: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
+            fetch(self._key(under), page, revision)
+        )
+        try:
+            while pending is not None:
+                response = await pending
+                pending = None
                 revision = revision or _header_revision(response)
                 kvs = response.get("kvs", ())
-                last = b""
-                for kv in kvs:
-                    last = decode_bytes(kv.get("key"))
-                    pairs.append(
-                        (last[prefix_length:].decode(), decode_bytes(kv.get("value")))
-                    )
-            if not response.get("more") or not kvs:
-                return revision, pairs
-            start = last + b"\0"
+                if response.get("more") and kvs:
+                    after = decode_bytes(kvs[-1].get("key")) + b"\0"
+                    page = _next_page(page, kvs)
+                    pending = asyncio.ensure_future(fetch(after, page, revision))
+                try:
+                    pairs = [
+                        (
+                            decode_bytes(kv.get("key"))[prefix_length:].decode(),
+                            decode_bytes(kv.get("value")),
+                        )
+                        for kv in kvs
+                    ]
+                except GatewayError as err:
+                    raise self._failure("read", err) from err
+                yield revision, pairs
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RegistryError):
+                    await pending
 
     async def read_view(self, *under: str) -> RegistryView:
-        """Read the keys under each of ``under`` (all keys if none) at one revision."""
+        """Read the keys under each of ``under`` (all keys if none) at one revision.
+
+        The first page of the first part sets the revision; the other parts
+        are then read at the same time as the rest of it.
+        """
         registry_view = RegistryView()
-        revision = 0
-        for part in under or ("",):
-            revision, pairs = await self.read_all(part, revision)
+        first, *others = under or ("",)
+        pages = self._pages(first, 0)
+        try:
+            revision, pairs = await anext(pages)
             registry_view.load(pairs)
+            reads = [
+                asyncio.ensure_future(self.read_all(part, revision)) for part in others
+            ]
+            try:
+                async for _, pairs in pages:
+                    registry_view.load(pairs)
+                for read in reads:
+                    _, pairs = await read
+                    registry_view.load(pairs)
+            finally:
+                for read in reads:
+                    read.cancel()
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
         return registry_view
 
     async def watch(

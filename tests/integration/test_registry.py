@@ -211,3 +211,21 @@ async def test_engine_skips_passes_while_nothing_changes(
         following.cancel()
         await asyncio.gather(running, following, return_exceptions=True)
         await presence.withdraw()
+
+
+async def test_read_view_pages_every_key_once(registry: EtcdRegistry) -> None:
+    names = [f"web-{index:04d}.service" for index in range(2600)]
+    ops = [registry.op_put(keys.desired_key(name), "launched") for name in names]
+    for start in range(0, len(ops), 120):
+        await registry.txn([], ops[start : start + 120], "fill")
+    await registry.put(
+        keys.machine_key(MACHINE_A), keys.encode_machine(Machine(MACHINE_A))
+    )
+
+    revision, pairs = await registry.read_all(keys.UNITS)
+    view = await registry.read_view(keys.UNITS, keys.MACHINES)
+
+    assert len(pairs) == len(set(pairs)) == 2600
+    assert revision > 0
+    assert sorted(view.desired) == names
+    assert list(view.machines) == [MACHINE_A]

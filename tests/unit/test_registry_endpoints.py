@@ -1,5 +1,6 @@
 import pytest
 
+from fleetd.registry.etcd import READ_PAGE_KEYS, SMALL_KEYS_PAGE, _next_page
 from fleetd.registry.gateway import Endpoint, GatewayError, parse_endpoints
 
 
@@ -73,3 +74,13 @@ def test_path_is_rejected() -> None:
 def test_no_endpoint_is_rejected() -> None:
     with pytest.raises(GatewayError, match="no etcd endpoint given"):
         parse_endpoints([])
+
+
+def test_next_page_fits_value_bytes() -> None:
+    small = [{"value": "x" * 400}] * 10
+    large = [{"value": "x" * 40_000}] * 10
+
+    assert _next_page(READ_PAGE_KEYS, small) == SMALL_KEYS_PAGE
+    assert _next_page(READ_PAGE_KEYS, large) == READ_PAGE_KEYS
+    assert _next_page(READ_PAGE_KEYS, [{"value": "x" * 2000}]) == 2097
+    assert _next_page(SMALL_KEYS_PAGE, large) == SMALL_KEYS_PAGE
