@@ -3,6 +3,8 @@
     python -m bench                      # every scenario, a 10-minute soak
     python -m bench --only latency,list  # some scenarios; prints, writes nothing
     python -m bench --soak-minutes 2
+    python -m bench --only memory --soak-minutes 60 --save memory.json
+    python -m bench --only start,latency --include memory.json --output FILE
 
 Needs root, etcd and systemd, like fleet-cluster. Every scenario starts its
 own etcd on a free loopback port and boots its own hosts, named bench<hex>-<n>.
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import hosts, machine, scale
-from bench.report import Section, render
+from bench.report import Section, load_sections, render, save_sections
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 # Everything from this line on in the output file is written by hand, and a
@@ -78,6 +80,19 @@ def main() -> None:
         default=None,
         help=f"Markdown file to write (default: {OUTPUT} when all scenarios run)",
     )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="JSON file to write this run's sections to, for --include",
+    )
+    parser.add_argument(
+        "--include",
+        type=Path,
+        default=None,
+        help="JSON file written by --save: its sections join this run's page "
+        "(a scenario run now replaces its saved section)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
@@ -89,6 +104,16 @@ def main() -> None:
             f"unknown scenario {unknown[0]!r}: choose from {', '.join(available)}"
         )
     output = args.output or (None if args.only else OUTPUT)
+    included: list[tuple[str, Section, str]] = []
+    if args.include is not None:
+        try:
+            included = load_sections(args.include)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            parser.error(
+                f"cannot read sections from {args.include}: {err}; give a file "
+                "that --save wrote"
+            )
+    command = "sudo .venv/bin/python -m bench " + shlex.join(sys.argv[1:])
 
     sections: list[Section] = []
     for name in chosen:
@@ -105,9 +130,25 @@ def main() -> None:
         print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
         sections.append(section)
 
+    if args.save is not None:
+        save_sections(
+            args.save,
+            [
+                (name, section, command)
+                for name, section in zip(chosen, sections, strict=True)
+            ],
+        )
+        print(f"wrote {args.save}")
+    commands = [command]
+    by_scenario = dict(zip(chosen, sections, strict=True))
+    for name, section, earlier in included:
+        if name not in by_scenario:
+            by_scenario[name] = section
+            commands.append(earlier)
+    sections = [by_scenario[name] for name in available if name in by_scenario]
     if output is not None:
-        command = "sudo .venv/bin/python -m bench " + shlex.join(sys.argv[1:])
-        page = render(command.strip(), machine.describe(), sections, PREAMBLE)
+        how = "\n    ".join(dict.fromkeys(command.strip() for command in commands))
+        page = render(how, machine.describe(), sections, PREAMBLE)
         output.write_text(page + kept_notes(output))
         print(f"wrote {output}")
 

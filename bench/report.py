@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -29,6 +31,26 @@ class Section:
     method: str
     figures: list[Figure] = field(default_factory=list)
     error: str = ""
+
+
+def save_sections(path: Path, sections: Sequence[tuple[str, Section, str]]) -> None:
+    """Write (scenario, section, command) triples to ``path`` as JSON."""
+    records = [
+        {"scenario": name, "command": command, **asdict(section)}
+        for name, section, command in sections
+    ]
+    path.write_text(json.dumps(records, indent=1) + "\n")
+
+
+def load_sections(path: Path) -> list[tuple[str, Section, str]]:
+    """Read what ``save_sections`` wrote: (scenario, section, command) triples."""
+    found = []
+    for record in json.loads(path.read_text()):
+        figures = [Figure(**figure) for figure in record.pop("figures")]
+        name = record.pop("scenario")
+        command = record.pop("command")
+        found.append((name, Section(figures=figures, **record), command))
+    return found
 
 
 def seconds(value: float) -> str:
