@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,10 @@ MAX_UNREAD_BODY = 1024 * 1024
 IDLE_TIMEOUT = 75.0
 # Time a client has to send a whole request head (seconds).
 HEAD_TIMEOUT = 30.0
+# Maximum digits of a Content-Length, so int() never converts a huge number.
+MAX_LENGTH_DIGITS = 18
+# A chunk size line: hex digits, then an optional extension after ";".
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?\r?\n")
 
 
 class RequestError(Exception):
@@ -183,16 +188,17 @@ class Request:
     async def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()
         while True:
-            line = await self._reader.readline()
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
+            line = await self._read_body_line()
+            # Only plain hex digits: int(text, 16) also takes a sign, "0x"
+            # and "_", which a proxy in front may read differently.
+            match = _CHUNK_SIZE.fullmatch(line)
+            if match is None:
                 raise RequestError(
                     400,
-                    f"bad chunk size {size_text[:20]!r}: "
+                    f"bad chunk size line {line[:20]!r}: "
                     "each chunk starts with its size in hex",
-                ) from None
+                )
+            size = int(match[1], 16)
             if size == 0:
                 break
             if len(body) + size > limit:
@@ -207,9 +213,21 @@ class Request:
                 )
         # Trailer lines, if any, up to the blank line.
         for _ in range(MAX_HEADERS):
-            if (await self._reader.readline()).strip() == b"":
+            if (await self._read_body_line()).strip() == b"":
                 return bytes(body)
         raise RequestError(400, "too many trailer lines")
+
+    async def _read_body_line(self) -> bytes:
+        try:
+            line = await self._reader.readline()
+        except ValueError:
+            # The stream reader's limit: a line over MAX_LINE_BYTES.
+            raise RequestError(
+                400, f"a line of the chunked body is over {MAX_LINE_BYTES} bytes"
+            ) from None
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        return line
 
     async def stream(self, status: int, headers: dict[str, str]) -> ChunkedReply:
         """Send the head of a chunked reply and return it for writing."""
@@ -223,9 +241,14 @@ class Request:
 
 
 def _content_length(text: str) -> int:
-    if not text.isdigit():
+    # isascii: isdigit() is also true for digits such as "²" that int() rejects.
+    if not (text.isascii() and text.isdigit()):
         raise RequestError(
             400, f"bad Content-Length {text[:20]!r}: give the body's size in bytes"
+        )
+    if len(text.lstrip("0")) > MAX_LENGTH_DIGITS:
+        raise RequestError(
+            413, f"Content-Length {text[:20]!r}... is too large; send a smaller body"
         )
     return int(text)
 
@@ -278,13 +301,20 @@ async def read_head(
             headers.append((name.lower(), value.strip()))
 
     request = Request(method, target, version, headers, reader, writer)
+    # Framing that two HTTP parsers could read differently is rejected, so a
+    # proxy in front cannot see a different request boundary (smuggling).
+    if len(set(request.header_values("content-length"))) > 1:
+        raise RequestError(
+            400, "Content-Length is set more than once with different values"
+        )
     has_length = request.header("content-length", "0") != "0"
-    chunked = bool(request.header("transfer-encoding"))
+    codings = ",".join(request.header_values("transfer-encoding"))
+    chunked = bool(codings)
     if chunked and request.header("content-length"):
         raise RequestError(
             400, "both Content-Length and Transfer-Encoding are set; send one of them"
         )
-    if chunked and request.header("transfer-encoding").lower() != "chunked":
+    if chunked and codings.lower().replace(" ", "") != "chunked":
         raise RequestError(501, "only the chunked transfer coding is supported")
     if has_length:
         _content_length(request.header("content-length"))

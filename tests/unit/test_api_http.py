@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,6 +190,29 @@ async def test_unread_body_does_not_become_next_request(socket_path: Path) -> No
         pytest.param(
             b"GET / HTTP/1.1\r\nX: " + b"y" * 20_000 + b"\r\n\r\n", 431, id="long-line"
         ),
+        # U+00B2 SUPERSCRIPT TWO: str.isdigit() is true for it, int() fails.
+        pytest.param(
+            b"PUT / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\nab",
+            400,
+            id="non-ascii-digit",
+        ),
+        # More digits than int() converts by default (4300).
+        pytest.param(
+            b"PUT / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+            413,
+            id="content-length-digits",
+        ),
+        pytest.param(
+            b"PUT / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nabcde",
+            400,
+            id="content-lengths-differ",
+        ),
+        pytest.param(
+            b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+            501,
+            id="chunked-then-gzip",
+        ),
     ],
 )
 async def test_malformed_request_is_rejected_and_closed(
@@ -248,3 +272,29 @@ async def test_close_ends_idle_connections(tmp_path: Path) -> None:
     async with asyncio.timeout(5):
         assert await reader.read() == b""
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [
+        pytest.param(b"-5", id="negative"),
+        pytest.param(b"0x3", id="hex-prefix"),
+        pytest.param(b"+3", id="plus-sign"),
+        pytest.param(b"1_0", id="underscore"),
+        pytest.param(b"1" * 20_000, id="long-line"),
+    ],
+)
+async def test_bad_chunk_size_is_400(
+    socket_path: Path, size_line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = await exchange(
+        socket_path,
+        b"PUT /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + size_line
+        + b"\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+    )
+
+    [(status, headers, _)] = replies(data)
+    assert status == 400
+    assert headers["Connection"] == "close"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
