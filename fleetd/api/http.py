@@ -37,6 +37,8 @@ MAX_UNREAD_BODY = 1024 * 1024
 IDLE_TIMEOUT = 75.0
 # Time a client has to send a whole request head (seconds).
 HEAD_TIMEOUT = 30.0
+# Time a client has to send a whole request body (seconds).
+BODY_TIMEOUT = 60.0
 # Maximum digits of a Content-Length, so int() never converts a huge number.
 MAX_LENGTH_DIGITS = 18
 # A chunk size line: hex digits, then an optional extension after ";".
@@ -107,6 +109,7 @@ class Request:
     _reader: asyncio.StreamReader = field(repr=False)
     _writer: asyncio.StreamWriter = field(repr=False)
     _body_left: bool = field(default=False, repr=False)
+    _body_started: bool = field(default=False, repr=False)
 
     @property
     def raw_path(self) -> str:
@@ -150,7 +153,11 @@ class Request:
         return self._writer.transport.is_closing()
 
     async def read_body(self, limit: int) -> bytes:
-        """Read the whole body; RequestError 413 if it is over ``limit`` bytes."""
+        """Read the whole body; raises RequestError if it cannot be read.
+
+        The status is 413 for a body over ``limit`` bytes, 400 for a malformed
+        or truncated one and 408 for one not received within BODY_TIMEOUT.
+        """
         if not self._body_left:
             return b""
         chunked = bool(self.header("transfer-encoding"))
@@ -164,9 +171,24 @@ class Request:
         if self.header("expect").lower() == "100-continue":
             self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self._writer.drain()
-        body = await (
-            self._read_chunked(limit) if chunked else self._reader.readexactly(length)
-        )
+        # From here a failure leaves part of the body unread, so the
+        # connection cannot take another request.
+        self._body_started = True
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await (
+                    self._read_chunked(limit)
+                    if chunked
+                    else self._reader.readexactly(length)
+                )
+        except asyncio.IncompleteReadError:
+            raise RequestError(
+                400, "the connection ended inside the request body"
+            ) from None
+        except TimeoutError:
+            raise RequestError(
+                408, f"the request body did not arrive within {BODY_TIMEOUT:g}s"
+            ) from None
         self._body_left = False
         return body
 
@@ -178,6 +200,8 @@ class Request:
         """
         if not self._body_left:
             return True
+        if self._body_started:
+            return False
         if self.header("transfer-encoding") or self.header("expect"):
             return False
         if _content_length(self.header("content-length")) > MAX_UNREAD_BODY:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetd.api import http
 from fleetd.api.http import (
     ChunkedReply,
     HttpReply,
@@ -298,3 +299,40 @@ async def test_bad_chunk_size_is_400(
     assert status == 400
     assert headers["Connection"] == "close"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"PUT /u HTTP/1.1\r\nContent-Length: 10\r\n\r\nab", id="length"),
+        pytest.param(
+            b"PUT /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            id="chunked",
+        ),
+    ],
+)
+async def test_truncated_body_is_400_not_error(
+    socket_path: Path, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = await exchange(socket_path, request_bytes)
+
+    [(status, headers, _)] = replies(data)
+    assert status == 400
+    assert headers["Connection"] == "close"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_slow_body_times_out(
+    socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.2)
+    reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    writer.write(b"PUT /u HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+
+    async with asyncio.timeout(5):
+        data = await reader.read()
+    writer.close()
+
+    [(status, headers, _)] = replies(data)
+    assert status == 408
+    assert headers["Connection"] == "close"
