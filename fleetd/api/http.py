@@ -110,6 +110,8 @@ class Request:
     _writer: asyncio.StreamWriter = field(repr=False)
     _body_left: bool = field(default=False, repr=False)
     _body_started: bool = field(default=False, repr=False)
+    # Whether stream() sent the head of a reply.
+    streamed: bool = field(default=False, repr=False)
 
     @property
     def raw_path(self) -> str:
@@ -259,6 +261,7 @@ class Request:
         if chunked:
             headers = {**headers, "Transfer-Encoding": "chunked"}
         head = _head(status, headers, self.keep_alive, self.reply_version)
+        self.streamed = True
         self._writer.write(head)
         await self._writer.drain()
         return ChunkedReply(self._writer, status, chunked)
@@ -445,6 +448,10 @@ class HttpServer:
                 reply = await self._handler(request)
             except Exception:
                 log.exception("API request %s %s failed", request.method, request.path)
+                if request.streamed:
+                    # A second head inside the streamed body would corrupt
+                    # it, so the client sees the connection end instead.
+                    return
                 reply = self._error_reply(500, "")
                 keep_alive = False
             if keep_alive:

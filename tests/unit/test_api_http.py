@@ -25,12 +25,18 @@ LIMIT = 1000
 
 
 async def echo(request: Request) -> HttpReply:
-    """Answer with what the server parsed; /stream streams three chunks."""
+    """Answer with what the server parsed; /stream streams three chunks.
+
+    /stream-fail raises after sending the head of a streamed reply.
+    """
     if request.raw_path == "/stream":
         reply: ChunkedReply = await request.stream(200, {"Content-Type": "text/plain"})
         for part in (b"one\n", b"two\n", b"three\n"):
             await reply.write(part)
         return reply
+    if request.raw_path == "/stream-fail":
+        await request.stream(200, {"Content-Type": "text/plain"})
+        raise RuntimeError("handler failed after the reply's head")
     if request.raw_path == "/ignore-body":
         return Response(204)
     try:
@@ -336,3 +342,10 @@ async def test_slow_body_times_out(
     [(status, headers, _)] = replies(data)
     assert status == 408
     assert headers["Connection"] == "close"
+
+
+async def test_failure_inside_stream_sends_no_second_head(socket_path: Path) -> None:
+    data = await exchange(socket_path, b"GET /stream-fail HTTP/1.1\r\n\r\n")
+
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.count(b"HTTP/1.1") == 1
