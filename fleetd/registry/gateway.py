@@ -18,8 +18,8 @@ Python 3.11).
 an idle connection, or opens one, and uses it alone until the reply is read,
 so concurrent calls never share a connection mid-request. Connections go to
 the endpoint that last worked, and to the next endpoint when one cannot be
-reached. Nothing waits between attempts, so the first call after etcd comes
-back succeeds.
+reached or a call to it times out. Nothing waits between attempts, so the
+first call after etcd comes back succeeds.
 """
 
 from __future__ import annotations
@@ -558,25 +558,34 @@ class GatewayClient:
 
     async def _exchange(self, path: str, body: bytes, token: str) -> list[Json]:
         """Send one request on a pooled connection and return the reply's objects."""
-        async with self._slots, asyncio.timeout(self.timeout):
-            connection = self._take_idle()
-            if connection is None:
-                connection = await self._connect()
+        async with self._slots:
+            connection: _Connection | None = None
             try:
-                try:
-                    status, reply = await self._request(connection, path, body, token)
-                except _StaleConnection:
-                    # etcd closed the idle connection without replying,
-                    # usually because it restarted while the connection sat
-                    # in the pool, so it never read the request: send it
-                    # again on a new connection.
-                    # NOTE: if etcd crashed after applying the request but
-                    # before replying, a write is applied twice.
+                async with asyncio.timeout(self.timeout):
+                    connection = self._take_idle()
+                    if connection is None:
+                        connection = await self._connect()
+                    try:
+                        status, reply = await self._request(
+                            connection, path, body, token
+                        )
+                    except _StaleConnection:
+                        # etcd closed the idle connection without replying,
+                        # usually because it restarted while the connection
+                        # sat in the pool, so it never read the request: send
+                        # it again on a new connection.
+                        # NOTE: if etcd crashed after applying the request but
+                        # before replying, a write is applied twice.
+                        connection.close()
+                        connection = await self._connect()
+                        status, reply = await self._request(
+                            connection, path, body, token
+                        )
+            except BaseException as err:
+                if connection is not None:
                     connection.close()
-                    connection = await self._connect()
-                    status, reply = await self._request(connection, path, body, token)
-            except BaseException:
-                connection.close()
+                    if isinstance(err, TimeoutError):
+                        self._skip_endpoint(connection.endpoint)
                 raise
             self._release(connection)
         if status != 200:
@@ -598,12 +607,31 @@ class GatewayClient:
             ) from err
 
     def _take_idle(self) -> _Connection | None:
+        preferred = self.endpoints[self._preferred]
         while self._idle:
             connection = self._idle.pop()
-            if connection.usable():
+            if connection.usable() and connection.endpoint == preferred:
                 return connection
             connection.close()
         return None
+
+    def _skip_endpoint(self, endpoint: Endpoint) -> None:
+        """Prefer the endpoint after ``endpoint``, which did not reply in time.
+
+        An etcd that is stopped (SIGSTOP) or stalled still accepts
+        connections, because the kernel completes them, so only a timeout
+        shows it. Without this, every call would go on to that endpoint.
+        """
+        count = len(self.endpoints)
+        if count == 1 or self.endpoints[self._preferred] != endpoint:
+            return
+        self._preferred = (self._preferred + 1) % count
+        log.warning(
+            "etcd endpoint %s did not reply within %gs; using %s",
+            endpoint.url,
+            self.timeout,
+            self.endpoints[self._preferred].url,
+        )
 
     def _release(self, connection: _Connection) -> None:
         if (

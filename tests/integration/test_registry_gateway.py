@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -300,6 +301,23 @@ async def test_unreachable_first_endpoint_is_skipped(
     ) as registry:
         await registry.put("k", "v")
         assert await registry.get("k") is not None
+
+
+async def test_hung_first_endpoint_is_skipped(
+    etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    # The kernel accepts connections to a listening socket that is never
+    # read, like an etcd stopped with SIGSTOP: connecting works, replies never come.
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        async with open_registry(
+            [hung_url, etcd_server.client_url], etcd_prefix, 0.5
+        ) as registry:
+            with pytest.raises(RegistryError, match="no answer within"):
+                await registry.put("k", "v")
+
+            await registry.put("k", "v")
+            assert await registry.get("k") is not None
 
 
 async def test_no_reachable_endpoint_names_each(etcd_prefix: str) -> None:
