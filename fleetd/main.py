@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import resource
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -69,6 +70,22 @@ def _local_etcd(config: Config) -> Iterator[Config]:
         server.stop()
 
 
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard limit.
+
+    API clients, etcd connections, journal streams and D-Bus share the soft
+    limit, which is often 1,024. The hard limit is what the system allows
+    this process: systemd 240 and later set it to 524,288 for services.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as err:
+        log.warning("cannot raise the open files limit from %d: %s", soft, err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.version or args.command == ["version"]:
@@ -96,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _raise_open_files_limit()
     from fleetd.server import serve
 
     try:

@@ -39,6 +39,13 @@ IDLE_TIMEOUT = 75.0
 HEAD_TIMEOUT = 30.0
 # Time a client has to send a whole request body (seconds).
 BODY_TIMEOUT = 60.0
+# Connections served at once; a client over the limit is disconnected at
+# once, so a flood of connections cannot take every file descriptor fleetd
+# needs for etcd and D-Bus.
+MAX_CONNECTIONS = 512
+# Time a TLS client has to finish its handshake (seconds); asyncio's default
+# is 60 s, during which a half-open handshake holds a file descriptor.
+TLS_HANDSHAKE_TIMEOUT = 10.0
 # Maximum digits of a Content-Length, so int() never converts a huge number.
 MAX_LENGTH_DIGITS = 18
 # A chunk size line: hex digits, then an optional extension after ";".
@@ -170,7 +177,8 @@ class Request:
                 f"request body of {length} bytes is over the {limit}-byte limit; "
                 "send a smaller body",
             )
-        if self.header("expect").lower() == "100-continue":
+        expect = self.header("expect").lower() == "100-continue"
+        if expect and self.version == "HTTP/1.1":
             self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self._writer.drain()
         # From here a failure leaves part of the body unread, so the
@@ -373,7 +381,11 @@ class HttpServer:
     async def listen(self, sock: socket.socket, context: ssl.SSLContext | None) -> None:
         """Serve on a socket already bound and listening (unix or TCP)."""
         server = await asyncio.start_server(
-            self._serve, sock=sock, ssl=context, limit=MAX_LINE_BYTES
+            self._serve,
+            sock=sock,
+            ssl=context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if context else None,
+            limit=MAX_LINE_BYTES,
         )
         self._servers.append(server)
 
@@ -383,6 +395,7 @@ class HttpServer:
             host or None,
             port,
             ssl=context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
             reuse_address=True,
             limit=MAX_LINE_BYTES,
         )
@@ -410,6 +423,13 @@ class HttpServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS:
+            log.warning(
+                "API connection refused: %d connections open already",
+                len(self._connections),
+            )
+            writer.close()
+            return
         self._connections.add(task)
         try:
             await self._requests(reader, writer)

@@ -228,6 +228,9 @@ class EtcdRegistry:
             finally:
                 for read in reads:
                     read.cancel()
+                # Collected, so a part that failed too logs no "exception
+                # never retrieved" when this read fails first.
+                await asyncio.gather(*reads, return_exceptions=True)
         finally:
             await pages.aclose()  # type: ignore[attr-defined]
         return registry_view

@@ -349,3 +349,37 @@ async def test_failure_inside_stream_sends_no_second_head(socket_path: Path) -> 
 
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert data.count(b"HTTP/1.1") == 1
+
+
+async def test_http_1_0_expect_gets_no_interim_reply(socket_path: Path) -> None:
+    data = await exchange(
+        socket_path,
+        b"PUT /u HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok",
+    )
+
+    assert data.startswith(b"HTTP/1.0 200 OK\r\n")
+
+
+async def test_connections_over_limit_are_dropped(
+    socket_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "MAX_CONNECTIONS", 2)
+    held = [await asyncio.open_unix_connection(str(socket_path)) for _ in range(2)]
+    for reader, writer in held:
+        writer.write(b"GET /held HTTP/1.1\r\n\r\n")
+        await reader.readuntil(b'"body": ""}')
+
+    dropped_reader, dropped_writer = await asyncio.open_unix_connection(
+        str(socket_path)
+    )
+    async with asyncio.timeout(5):
+        assert await dropped_reader.read() == b""
+    dropped_writer.close()
+
+    for _, writer in held:
+        writer.close()
+        await writer.wait_closed()
+    # Time for the server to see both ends of file before the next connect.
+    await asyncio.sleep(0.2)
+    data = await exchange(socket_path, b"GET /after HTTP/1.1\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
