@@ -62,7 +62,14 @@ async def _restart(registry: ClientRegistry, unit: Unit, attempts: int) -> list[
         if attempts != -1:
             errors = await wait_for(registry, [StateTarget(name, "loaded")], attempts)
             if errors:
-                return errors
+                # A restart must not leave the unit stopped: whatever kept it
+                # from stopping, it is meant to run, so it is launched again.
+                await registry.set_desired_state(name, DesiredState.LAUNCHED)
+                return [
+                    *errors,
+                    f"desired state of {name} set back to launched; the engine "
+                    "starts it again once a machine fits",
+                ]
     await registry.set_desired_state(name, DesiredState.LAUNCHED)
     if attempts == -1:
         click.echo(f"Triggered unit {name} restart")

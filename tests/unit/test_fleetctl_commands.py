@@ -772,6 +772,20 @@ def test_restart_stops_then_starts(registry: FakeRegistry) -> None:
     assert "Triggered unit web.service restart" in result.stdout
 
 
+def test_failed_restart_leaves_unit_launched(
+    registry: FakeRegistry, fast_attempts: None
+) -> None:
+    registry.add("web.service", WEB, DesiredState.LAUNCHED, MACHINE_A, "launched")
+    registry.converge = False
+
+    result = run("restart", "--block-attempts=1", "web.service")
+
+    assert result.exit_code == 1
+    assert "to report state loaded" in result.stderr
+    assert "set back to launched" in result.stderr
+    assert registry.desired["web.service"] is DesiredState.LAUNCHED
+
+
 def test_restart_of_loaded_unit_starts_it(registry: FakeRegistry) -> None:
     registry.add("web.service", WEB, DesiredState.LOADED, MACHINE_A, "loaded")
     result = run("restart", "--no-block", "web.service")
