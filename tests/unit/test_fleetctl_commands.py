@@ -313,6 +313,36 @@ def test_submit_bad_file_writes_nothing(registry: FakeRegistry, workdir: Path) -
     assert registry.writes == []
 
 
+def test_submit_option_error_names_unit_once(
+    registry: FakeRegistry, workdir: Path
+) -> None:
+    (workdir / "badx.service").write_text(
+        WEB + "\n[X-Fleet]\nGlobal=true\nMachineOf=db.service\n"
+    )
+    result = run("submit", "badx.service")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: invalid unit file badx.service: Global=true cannot be used with "
+        "MachineOf."
+    )
+    assert result.stderr.count("badx.service") == 1
+    assert registry.writes == []
+
+
+def test_submit_option_warning_names_unit_once(
+    registry: FakeRegistry, workdir: Path
+) -> None:
+    (workdir / "unkx.service").write_text(WEB + "\n[X-Fleet]\nFoo=1\n")
+    result = run("submit", "unkx.service")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "WARNING: unit unkx.service: unrecognized option 'Foo' in [X-Fleet] "
+        "section is ignored."
+    )
+    assert result.stderr.count("unkx.service") == 1
+    assert registry.writes == ["create unkx.service inactive"]
+
+
 def test_submit_missing_file(registry: FakeRegistry, workdir: Path) -> None:
     result = run("submit", "nope.service")
     assert result.exit_code == 1
