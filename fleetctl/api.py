@@ -297,15 +297,24 @@ class ApiRegistry:
 
     def _error(self, method: str, path: str, status: int, payload: bytes) -> ApiError:
         message = ""
+        from_fleet = True
         try:
             message = str(json.loads(payload)["error"]["message"])
         except (ValueError, KeyError, TypeError):
             message = payload.decode(errors="replace").strip()
-        return ApiError(
-            status,
+            from_fleet = False
+        text = (
             f"fleet API at {self.endpoint.url} rejected {method} {API_PATH}{path} "
-            f"with {status}: {message or http.client.responses.get(status, '')}",
+            f"with {status}: {message or http.client.responses.get(status, '')}"
         )
+        if status == 404 and not from_fleet:
+            # fleetd sends every error as JSON, so a plain 404 comes from some
+            # other server, such as an etcd given as the API endpoint.
+            text += (
+                f"; {self.endpoint.url} does not serve the fleet API and may be "
+                "etcd. To use etcd directly, add --driver=etcd"
+            )
+        return ApiError(status, text)
 
     def _list(
         self, path: str, field: str, query: dict[str, str] | None = None
