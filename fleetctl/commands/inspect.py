@@ -126,7 +126,7 @@ def journal(
         unit = select_one_unit(arg, await registry.units())
         live = {machine.id: machine for machine in await registry.machines()}
         if is_global(unit):
-            machines = await _global_machines(registry, unit.name, live)
+            machines = await _global_machines(registry, unit, live)
             if machine_prefix:
                 machines = [_pick_machine(unit.name, machine_prefix, machines)]
             elif follow:
@@ -136,6 +136,8 @@ def journal(
                     "`fleetctl list-units`"
                 )
         else:
+            if not unit.machine_id and unit.desired_state != DesiredState.INACTIVE:
+                raise click.ClickException(await _not_placed_message(registry, unit))
             machines = [_placed_machine(unit, live, machine_prefix)]
 
         secret = b""
@@ -225,21 +227,43 @@ def _placed_machine(
     return machine
 
 
+async def _not_placed_message(registry: ClientRegistry, unit: Unit) -> str:
+    """Build the error for a unit that should run but is not placed."""
+    # Imported here so that cat and a journal of a placed unit skip it.
+    from fleetctl.placement import engine_reason
+
+    message = (
+        f"Unit {unit.name} has desired state {unit.desired_state.value} but is "
+        "not placed on any machine"
+    )
+    reason = await engine_reason(registry, unit)
+    if reason:
+        message += f": {reason}"
+    return f"{message}; `fleetctl explain {unit.name}` shows each machine's check"
+
+
 async def _global_machines(
-    registry: ClientRegistry, name: str, live: dict[str, Machine]
+    registry: ClientRegistry, unit: Unit, live: dict[str, Machine]
 ) -> list[Machine]:
-    """Return the live machines that publish a state for the global unit ``name``."""
+    """Return the live machines that publish a state for the global ``unit``."""
+    name = unit.name
     ids = {
         state.machine_id
         for state in await registry.unit_states()
         if state.name == name and state.machine_id in live
     }
-    if not ids:
+    if ids:
+        return [live[machine_id] for machine_id in sorted(ids)]
+    if unit.desired_state != DesiredState.INACTIVE:
         raise click.ClickException(
-            f"Unit {name} does not appear to be running; start it with "
-            f"`fleetctl start {name}`"
+            f"Global unit {name} has desired state {unit.desired_state.value} "
+            "but no live machine reports a state for it; `fleetctl explain "
+            f"{name}` shows each machine's check"
         )
-    return [live[machine_id] for machine_id in sorted(ids)]
+    raise click.ClickException(
+        f"Unit {name} does not appear to be running; start it with "
+        f"`fleetctl start {name}`"
+    )
 
 
 def _pick_machine(name: str, prefix: str, machines: list[Machine]) -> Machine:

@@ -765,10 +765,50 @@ def test_journal_inactive_unit(registry: FakeRegistry, local_machine: None) -> N
 def test_journal_global_unit_not_running(
     registry: FakeRegistry, local_machine: None
 ) -> None:
-    registry.add("agent.service", GLOBAL, DesiredState.LAUNCHED)
+    registry.add("agent.service", GLOBAL)
     result = run("journal", "agent.service")
     assert result.exit_code == 1
     assert "Unit agent.service does not appear to be running" in result.stderr
+
+
+def test_journal_launched_global_on_no_machine(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("agent.service", GLOBAL, DesiredState.LAUNCHED)
+    result = run("journal", "agent.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Global unit agent.service has desired state launched but no live "
+        "machine reports a state for it; `fleetctl explain agent.service` shows "
+        "each machine's check\n"
+    )
+
+
+def test_journal_launched_unit_not_placed(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("nomatch.service", WEB, DesiredState.LAUNCHED)
+    registry.reasons["nomatch.service"] = "no machine has metadata region=mars"
+    result = run("journal", "nomatch.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Unit nomatch.service has desired state launched but is not placed "
+        "on any machine: no machine has metadata region=mars; `fleetctl explain "
+        "nomatch.service` shows each machine's check\n"
+    )
+    assert "fleetctl start" not in result.stderr
+
+
+def test_journal_loaded_unit_not_placed_yet(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("web.service", WEB, DesiredState.LOADED)
+    result = run("journal", "web.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Unit web.service has desired state loaded but is not placed on "
+        "any machine; `fleetctl explain web.service` shows each machine's check\n"
+    )
 
 
 def test_stop_glob_skips_templates_and_inactive(registry: FakeRegistry) -> None:
