@@ -114,8 +114,10 @@ def journal(
     journal from fleetd on that machine, or with the API driver from the
     local fleetd, which fetches it. A global unit gets one section per
     machine that publishes a state for it, each headed by a line naming the
-    machine. The exit status is the first non-zero status of journalctl, or
-    0 for a journal read from another machine.
+    machine, or an error line for a machine whose journal cannot be read.
+    The exit status is 1 if any journal cannot be read, else the first
+    non-zero status of journalctl, or 0 for a journal read from another
+    machine.
     """
     arg = _one_unit(units)
     local_id = local_machine_id()
@@ -156,20 +158,33 @@ def journal(
 
     sources = run_with_registry(settings, find_sources)
     code = 0
+    failed = False
+    printed = False
     try:
-        for index, source in enumerate(sources):
-            if index:
+        for source in sources:
+            if printed:
                 click.echo()
             if source.heading:
                 click.echo(source.heading)
-            section_code = _print_journal(
-                settings, source, lines, follow, output, sudo, over_api
-            )
+            printed = True
+            try:
+                section_code = _print_journal(
+                    settings, source, lines, follow, output, sudo, over_api
+                )
+            except click.ClickException as err:
+                if len(sources) == 1:
+                    raise
+                # One unreachable machine of a global unit: report it and
+                # go on with the others.
+                sys.stdout.flush()
+                click.echo(f"Error: {err.format_message()}", err=True)
+                failed = True
+                continue
             if code == 0:
                 code = section_code
     except KeyboardInterrupt:
         code = 130
-    exit_with(code)
+    exit_with(1 if failed and code != 130 else code)
 
 
 def _print_journal(
