@@ -153,6 +153,8 @@ class MachineStatus:
     machine_id: str
     exit_code: int
     output: str
+    # Why fleetd could not run systemctl status on that machine, else "".
+    error: str = ""
 
 
 def status_from_json(data: dict[str, Any]) -> MachineStatus:
@@ -160,6 +162,7 @@ def status_from_json(data: dict[str, Any]) -> MachineStatus:
         machine_id=str(data.get("machineID") or ""),
         exit_code=int(data.get("exitCode") or 0),
         output=str(data.get("output") or ""),
+        error=str(data.get("error") or ""),
     )
 
 
@@ -297,15 +300,24 @@ class ApiRegistry:
 
     def _error(self, method: str, path: str, status: int, payload: bytes) -> ApiError:
         message = ""
+        from_fleet = True
         try:
             message = str(json.loads(payload)["error"]["message"])
         except (ValueError, KeyError, TypeError):
             message = payload.decode(errors="replace").strip()
-        return ApiError(
-            status,
+            from_fleet = False
+        text = (
             f"fleet API at {self.endpoint.url} rejected {method} {API_PATH}{path} "
-            f"with {status}: {message or http.client.responses.get(status, '')}",
+            f"with {status}: {message or http.client.responses.get(status, '')}"
         )
+        if status == 404 and not from_fleet:
+            # fleetd sends every error as JSON, so a plain 404 comes from some
+            # other server, such as an etcd given as the API endpoint.
+            text += (
+                f"; {self.endpoint.url} does not serve the fleet API and may be "
+                "etcd. To use etcd directly, add --driver=etcd"
+            )
+        return ApiError(status, text)
 
     def _list(
         self, path: str, field: str, query: dict[str, str] | None = None
@@ -466,7 +478,9 @@ class ApiRegistry:
         One entry for a unit placed on one machine, one per machine for a
         global unit; ``machine_id`` limits the request to that machine.
         Raises ApiError when fleetd rejects it: 404 for an unknown unit, 409
-        for a unit not loaded, 502 when a machine cannot be reached.
+        for a unit not loaded, 502 when the one machine cannot be reached.
+        For a global unit, a machine that cannot be reached gets an entry
+        with ``error`` set instead.
         """
         path = f"{_unit_path(name)}/status"
         if machine_id:

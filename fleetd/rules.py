@@ -473,39 +473,40 @@ def validate_options(name: str, unit_file: UnitFile) -> list[str]:
     Return warnings for what is accepted but likely wrong: unknown or
     deprecated option names, items that are ignored, MachineOf names that no
     unit can have. The unit name itself is checked by validate_unit_name.
+    Errors and warnings do not name the unit, so the caller adds it once.
     """
-    _check_serialized_lines(name, unit_file)
+    _check_serialized_lines(unit_file)
     req = requirements_of(name, unit_file)
-    _check_unresolvable(name, req)
-    _check_combinations(name, req)
+    _check_unresolvable(req)
+    _check_combinations(req)
     return _warnings(name, unit_file, req)
 
 
-def _check_serialized_lines(name: str, unit_file: UnitFile) -> None:
+def _check_serialized_lines(unit_file: UnitFile) -> None:
     # A unit built from options rather than parsed text can still hold a
     # value too long for systemd, so the normalized text is checked too.
     for line in unit_file.serialize().split("\n"):
         if len(line) * 4 >= LINE_MAX and len(encode_utf8(line)) >= LINE_MAX:
             raise UnitFileError(
-                f"{name}: the line {line[:40]!r}... is too long for systemd "
+                f"the line {line[:40]!r}... is too long for systemd "
                 f"(max {LINE_MAX} bytes with the line end). Split the value over "
                 "several lines ending in '\\'"
             )
 
 
-def _check_unresolvable(name: str, req: Requirements) -> None:
+def _check_unresolvable(req: Requirements) -> None:
     for peer in req.peers:
         for pattern in req.conflicts:
             if glob_match(pattern, peer):
                 raise UnitFileError(
-                    f"{name}: unresolvable requirements: MachineOf peer {peer!r} "
+                    f"unresolvable requirements: MachineOf peer {peer!r} "
                     f"matches Conflicts pattern {pattern!r}, so no machine can "
                     "ever fit. Remove the peer or narrow the pattern"
                 )
         for pattern in req.replaces:
             if glob_match(pattern, peer):
                 raise UnitFileError(
-                    f"{name}: unresolvable requirements: MachineOf peer {peer!r} "
+                    f"unresolvable requirements: MachineOf peer {peer!r} "
                     f"matches Replaces pattern {pattern!r}, so the unit would "
                     "push away the unit it must run next to. Remove one of them"
                 )
@@ -547,17 +548,17 @@ _FORBIDDEN_PAIRS: tuple[tuple[Callable[[Requirements], bool], str], ...] = (
 )
 
 
-def _check_combinations(name: str, req: Requirements) -> None:
+def _check_combinations(req: Requirements) -> None:
     for is_present, message in _FORBIDDEN_PAIRS:
         if is_present(req):
-            raise UnitFileError(f"{name}: {message}")
+            raise UnitFileError(f"{message}")
 
 
 def _warnings(name: str, unit_file: UnitFile, req: Requirements) -> list[str]:
     warnings: list[str] = []
     for key in req.unknown_keys:
         warnings.append(
-            f"{name}: unrecognized option {key!r} in [X-Fleet] section is ignored. "
+            f"unrecognized option {key!r} in [X-Fleet] section is ignored. "
             "Known options: "
             + ", ".join(sorted(KNOWN_OPTIONS - DEPRECATED_NAMES.keys()))
         )
@@ -566,7 +567,7 @@ def _warnings(name: str, unit_file: UnitFile, req: Requirements) -> list[str]:
     for key, new_name in DEPRECATED_NAMES.items():
         if key in values:
             warnings.append(
-                f"{name}: [X-Fleet] option {key} is deprecated since fleet v0.8.0. "
+                f"[X-Fleet] option {key} is deprecated since fleet v0.8.0. "
                 f"Use {new_name}"
             )
     source = _machine_id_source(values)
@@ -574,25 +575,25 @@ def _warnings(name: str, unit_file: UnitFile, req: Requirements) -> list[str]:
         key, found = source
         if key == "X-ConditionMachineBootID":
             warnings.append(
-                f"{name}: X-ConditionMachineBootID is compared with machine IDs, "
+                "X-ConditionMachineBootID is compared with machine IDs, "
                 "which never equal a boot ID, so this unit cannot be placed. Use "
                 "MachineID"
             )
         if len(found) > 1:
             warnings.append(
-                f"{name}: {key} is given {len(found)} times and only the first "
+                f"{key} is given {len(found)} times and only the first "
                 f"({found[0]!r}) is used. Remove the others"
             )
 
     for key in _LIST_OPTIONS:
         if "" in values.get(key, ()):
-            warnings.append(f"{name}: an empty {key} value is ignored")
+            warnings.append(f"an empty {key} value is ignored")
 
     for key in (MACHINE_METADATA, "X-ConditionMachineMetadata"):
         for item in values.get(key, ()):
             if item and parse_metadata_condition(item) is None:
                 warnings.append(
-                    f"{name}: {key} item {item!r} is ignored because it is not "
+                    f"{key} item {item!r} is ignored because it is not "
                     "key=value (or key!=value, key<value, key<=value, key>value, "
                     "key>=value) with a non-empty key and value"
                 )
@@ -604,7 +605,7 @@ def _warnings(name: str, unit_file: UnitFile, req: Requirements) -> list[str]:
             validate_unit_name(peer)
         except UnitNameError as err:
             warnings.append(
-                f"{name}: MachineOf {peer!r} can never be met because it is not a "
+                f"MachineOf {peer!r} can never be met because it is not a "
                 f"valid unit name ({err}). List several peers as separate "
                 'MachineOf lines or as MachineOf="a.service" "b.service"'
             )
@@ -613,14 +614,14 @@ def _warnings(name: str, unit_file: UnitFile, req: Requirements) -> list[str]:
         for pattern in patterns:
             if _compile_glob(pattern) is None:
                 warnings.append(
-                    f"{name}: {key} pattern {pattern!r} is malformed and matches "
+                    f"{key} pattern {pattern!r} is malformed and matches "
                     "nothing. Check its [ ] brackets and trailing backslash"
                 )
 
     global_values = values.get(GLOBAL, [])
     if global_values and global_values[-1].lower() not in _TRUE_VALUES | _FALSE_VALUES:
         warnings.append(
-            f"{name}: Global value {global_values[-1]!r} is not a boolean and counts "
+            f"Global value {global_values[-1]!r} is not a boolean and counts "
             "as false. Write Global=true or Global=false"
         )
     return warnings

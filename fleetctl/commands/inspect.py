@@ -114,8 +114,10 @@ def journal(
     journal from fleetd on that machine, or with the API driver from the
     local fleetd, which fetches it. A global unit gets one section per
     machine that publishes a state for it, each headed by a line naming the
-    machine. The exit status is the first non-zero status of journalctl, or
-    0 for a journal read from another machine.
+    machine, or an error line for a machine whose journal cannot be read.
+    The exit status is 1 if any journal cannot be read, else the first
+    non-zero status of journalctl, or 0 for a journal read from another
+    machine.
     """
     arg = _one_unit(units)
     local_id = local_machine_id()
@@ -126,7 +128,7 @@ def journal(
         unit = select_one_unit(arg, await registry.units())
         live = {machine.id: machine for machine in await registry.machines()}
         if is_global(unit):
-            machines = await _global_machines(registry, unit.name, live)
+            machines = await _global_machines(registry, unit, live)
             if machine_prefix:
                 machines = [_pick_machine(unit.name, machine_prefix, machines)]
             elif follow:
@@ -136,6 +138,8 @@ def journal(
                     "`fleetctl list-units`"
                 )
         else:
+            if not unit.machine_id and unit.desired_state != DesiredState.INACTIVE:
+                raise click.ClickException(await _not_placed_message(registry, unit))
             machines = [_placed_machine(unit, live, machine_prefix)]
 
         secret = b""
@@ -154,20 +158,33 @@ def journal(
 
     sources = run_with_registry(settings, find_sources)
     code = 0
+    failed = False
+    printed = False
     try:
-        for index, source in enumerate(sources):
-            if index:
+        for source in sources:
+            if printed:
                 click.echo()
             if source.heading:
                 click.echo(source.heading)
-            section_code = _print_journal(
-                settings, source, lines, follow, output, sudo, over_api
-            )
+            printed = True
+            try:
+                section_code = _print_journal(
+                    settings, source, lines, follow, output, sudo, over_api
+                )
+            except click.ClickException as err:
+                if len(sources) == 1:
+                    raise
+                # One unreachable machine of a global unit: report it and
+                # go on with the others.
+                sys.stdout.flush()
+                click.echo(f"Error: {err.format_message()}", err=True)
+                failed = True
+                continue
             if code == 0:
                 code = section_code
     except KeyboardInterrupt:
         code = 130
-    exit_with(code)
+    exit_with(1 if failed and code != 130 else code)
 
 
 def _print_journal(
@@ -225,21 +242,43 @@ def _placed_machine(
     return machine
 
 
+async def _not_placed_message(registry: ClientRegistry, unit: Unit) -> str:
+    """Build the error for a unit that should run but is not placed."""
+    # Imported here so that cat and a journal of a placed unit skip it.
+    from fleetctl.placement import engine_reason
+
+    message = (
+        f"Unit {unit.name} has desired state {unit.desired_state.value} but is "
+        "not placed on any machine"
+    )
+    reason = await engine_reason(registry, unit)
+    if reason:
+        message += f": {reason}"
+    return f"{message}; `fleetctl explain {unit.name}` shows each machine's check"
+
+
 async def _global_machines(
-    registry: ClientRegistry, name: str, live: dict[str, Machine]
+    registry: ClientRegistry, unit: Unit, live: dict[str, Machine]
 ) -> list[Machine]:
-    """Return the live machines that publish a state for the global unit ``name``."""
+    """Return the live machines that publish a state for the global ``unit``."""
+    name = unit.name
     ids = {
         state.machine_id
         for state in await registry.unit_states()
         if state.name == name and state.machine_id in live
     }
-    if not ids:
+    if ids:
+        return [live[machine_id] for machine_id in sorted(ids)]
+    if unit.desired_state != DesiredState.INACTIVE:
         raise click.ClickException(
-            f"Unit {name} does not appear to be running; start it with "
-            f"`fleetctl start {name}`"
+            f"Global unit {name} has desired state {unit.desired_state.value} "
+            "but no live machine reports a state for it; `fleetctl explain "
+            f"{name}` shows each machine's check"
         )
-    return [live[machine_id] for machine_id in sorted(ids)]
+    raise click.ClickException(
+        f"Unit {name} does not appear to be running; start it with "
+        f"`fleetctl start {name}`"
+    )
 
 
 def _pick_machine(name: str, prefix: str, machines: list[Machine]) -> Machine:

@@ -4,11 +4,14 @@ A unit on this machine gets systemctl run here. With the etcd driver, a unit
 on another machine gets it from that machine's fleetd over the signed peer
 channel. With the API driver, the local fleetd fetches it. A global unit gets
 one section per live machine that publishes a state for it, each headed by
-a line naming the machine.
+a line naming the machine. A machine of a global unit that cannot be reached
+gets an error line in place of its section, and the other sections still
+print.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ class Section:
     output: bytes
     # The line printed before the output; empty except for global units.
     heading: str = ""
+    # Why systemctl status could not run there; the section then has no output.
+    error: str = ""
 
 
 @dataclass
@@ -56,9 +61,10 @@ def status(units: tuple[str, ...], ssh_port: int) -> None:
     """Print systemctl status of each unit, from the machine it runs on.
 
     Units are separated by a blank line. A global unit gets one section per
-    machine that runs it. The exit status is the first non-zero status of
-    systemctl (3 for an inactive unit), or 1 for a unit that does not exist
-    or is not loaded, else 0.
+    machine that runs it, or an error line for a machine that cannot be
+    reached. The exit status is 1 for a unit that does not exist or is not
+    loaded, or for any machine that cannot be reached. Otherwise it is the
+    first non-zero status of systemctl (3 for an inactive unit), else 0.
     """
     require_units(units)
     names = [unit_name_of(arg) for arg in units]
@@ -77,20 +83,28 @@ def status(units: tuple[str, ...], ssh_port: int) -> None:
         return reports
 
     code = 0
-    for index, report in enumerate(run_with_registry(settings, collect)):
+    failed = False
+    printed = False
+    for report in run_with_registry(settings, collect):
         if report.problem:
             click.echo(report.problem, err=True)
             exit_with(1)
-        for number, section in enumerate(report.sections):
-            if index or number:
+        for section in report.sections:
+            sys.stdout.flush()
+            if section.error:
+                click.echo(f"Error: {section.error}", err=True)
+                failed = True
+                continue
+            if printed:
                 click.echo()
+            printed = True
             if section.heading:
                 click.echo(section.heading)
             sys.stdout.flush()
             sys.stdout.buffer.write(section.output)
             if code == 0:
                 code = section.exit_code
-    exit_with(code)
+    exit_with(1 if failed else code)
 
 
 class _Collector:
@@ -130,7 +144,10 @@ class _Collector:
                 f"machine {unit.machine_id} of unit {name} has left the cluster; "
                 "wait for the unit to be rescheduled and try again"
             )
-        return UnitReport([await self._section(name, placed)])
+        section = await self._section(name, placed)
+        if section.error:
+            raise click.ClickException(section.error)
+        return UnitReport([section])
 
     async def _live_machines(self) -> dict[str, Machine]:
         if self._machines is None:
@@ -155,11 +172,12 @@ class _Collector:
         sections = []
         for reply in self.registry.unit_status(name):
             machine = by_id.get(reply.machine_id) or Machine(reply.machine_id)
-            section = Section(reply.exit_code, reply.output.encode())
+            section = Section(reply.exit_code, reply.output.encode(), error=reply.error)
             sections.append(_with_heading(section, machine))
         return sections
 
     async def _section(self, name: str, machine: Machine) -> Section:
+        """Run systemctl status on ``machine``; return a failure in ``error``."""
         # Imported here so that commands other than status and journal skip it.
         from fleetd.peer import fetch_status, run_systemctl_status
 
@@ -178,12 +196,16 @@ class _Collector:
                 if machine.id == self.local_id
                 else (f"machine {machine.id} at {machine.public_ip}")
             )
-            raise click.ClickException(
-                f"cannot run systemctl status {name} on {where}: "
-                f"{err or type(err).__name__}; check that systemd and fleetd run "
-                "there and its peer port is reachable"
-            ) from err
+            return Section(
+                1,
+                b"",
+                error=(
+                    f"cannot run systemctl status {name} on {where}: "
+                    f"{err or type(err).__name__}; check that systemd and fleetd "
+                    "run there and its peer port is reachable"
+                ),
+            )
 
 
 def _with_heading(section: Section, machine: Machine) -> Section:
-    return Section(section.exit_code, section.output, machine_heading(machine))
+    return dataclasses.replace(section, heading=machine_heading(machine))

@@ -6,8 +6,11 @@ fleetd runs systemctl for a unit on its own machine, and requests the status
 from the fleetd of any other machine over the signed peer channel.
 
 The reply for a unit placed on one machine is one object
-``{"machineID", "exitCode", "output"}``. For a global unit it is a list of
-such objects, one per live machine that publishes a state for the unit.
+``{"machineID", "exitCode", "output"}``, or a 502 error when the machine
+cannot be reached. For a global unit it is a list of such objects, one per
+live machine that publishes a state for the unit. A machine that cannot be
+reached still gets its object, with ``"error"`` saying why, ``"exitCode"``
+1 and an empty ``"output"``, so one dead machine does not hide the others.
 ``?machineID=<id>`` limits the reply to that machine.
 """
 
@@ -104,9 +107,25 @@ async def unit_status(backend: ApiBackend, request: ApiRequest, name: str) -> Re
         raise HttpError(405, "only GET supported against this resource", Allow="GET")
     machine_id = (request.query.get("machineID") or [""])[0]
     is_global, machines = status_machines(backend, name, machine_id)
+    if not is_global:
+        return Reply(200, await machine_status(backend, machines[0], name))
     replies = await asyncio.gather(
-        *(machine_status(backend, machine, name) for machine in machines)
+        *(_global_machine_status(backend, machine, name) for machine in machines)
     )
-    if is_global:
-        return Reply(200, list(replies))
-    return Reply(200, replies[0])
+    return Reply(200, list(replies))
+
+
+async def _global_machine_status(
+    backend: ApiBackend, machine: Machine, name: str
+) -> JSONObject:
+    """Run ``machine_status``; turn its 502 into an entry with ``error``."""
+    try:
+        return await machine_status(backend, machine, name)
+    except HttpError as err:
+        # machine_status has logged the failure.
+        return {
+            "machineID": machine.id,
+            "exitCode": 1,
+            "output": "",
+            "error": err.message,
+        }

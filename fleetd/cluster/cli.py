@@ -276,7 +276,9 @@ def list_command(root: Path) -> None:
             click.echo(f"{name}\tinvalid state: {err}")
             continue
         running = "running" if cluster.is_running(cluster_state) else "stopped"
-        click.echo(f"{name}\t{running}\t{len(cluster_state.hosts)} hosts")
+        count = len(cluster_state.hosts)
+        hosts = "host" if count == 1 else "hosts"
+        click.echo(f"{name}\t{running}\t{count} {hosts}")
 
 
 def _print_hosts(cluster_state: ClusterState) -> None:

@@ -123,6 +123,7 @@ def up(
     elif directory.exists():
         _remove_dir(directory)
 
+    state.create_root(root)
     directory.mkdir(parents=True)
     etcd = EtcdServer(directory / "etcd" / "data", client_port=etcd_port)
     etcd.start()
@@ -138,6 +139,7 @@ def up(
     except BaseException:
         etcd.stop()
         _remove_dir(directory)
+        state.remove_root_if_unused(root)
         raise
 
     cluster_state = ClusterState(
@@ -212,7 +214,8 @@ def down(root: Path, name: str) -> None:
     """Kill the hosts, stop etcd and remove the cluster's state directory.
 
     Every host and etcd get stopped even if one of them fails to; the first
-    error is raised afterwards and the directory is then kept.
+    error is raised afterwards and the directory is then kept. The state root
+    goes too when `up` created it and this was its last cluster.
     """
     directory = state.cluster_dir(root, name)
     cluster_state = state.load(directory)
@@ -227,6 +230,7 @@ def down(root: Path, name: str) -> None:
     if errors:
         raise errors[0]
     _remove_dir(directory)
+    state.remove_root_if_unused(root)
 
 
 def kill_host(root: Path, name: str, selector: str) -> HostRecord:

@@ -8,6 +8,7 @@ never signals a process that merely reused a recorded PID.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,13 @@ from typing import Any
 from fleetd.cluster.host import Host
 from fleetd.errors import ClusterError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_ROOT = Path("/var/lib/fleet-cluster")
 STATE_FILE = "state.json"
+# An empty file in a state root that `fleet-cluster up` created, so that the
+# root is removed with the last cluster and a root made by the user is kept.
+ROOT_MARKER = ".created-by-fleet-cluster"
 FORMAT_VERSION = 1
 
 # Host names are "<cluster>-<number>" and must be valid hostnames, so the
@@ -179,6 +185,29 @@ def check_cluster_name(name: str) -> None:
 def cluster_dir(root: Path, name: str) -> Path:
     check_cluster_name(name)
     return root / name
+
+
+def create_root(root: Path) -> None:
+    """Create the state root and mark it as ours, unless it exists already."""
+    if root.exists():
+        return
+    root.mkdir(parents=True)
+    (root / ROOT_MARKER).touch()
+
+
+def remove_root_if_unused(root: Path) -> None:
+    """Remove the state root if `create_root` made it and no cluster is left."""
+    marker = root / ROOT_MARKER
+    try:
+        if list(root.iterdir()) != [marker]:
+            return
+        marker.unlink()
+        root.rmdir()
+    except OSError as err:
+        # Another `fleet-cluster up` may have added a cluster meanwhile.
+        log.warning("cannot remove the state root %s: %s", root, err)
+        return
+    log.info("removed the empty state root %s", root)
 
 
 def save(state: ClusterState, directory: Path) -> None:

@@ -382,3 +382,10 @@ async def test_journal_of_local_unit_runs_journalctl(
 
     assert result.returncode == expected.returncode
     assert result.stdout == expected.stdout
+
+
+def test_api_driver_on_etcd_endpoint(fleetctl: Fleetctl) -> None:
+    result = fleetctl.run("--driver=API", "list-machines")
+    assert result.returncode == 1
+    assert "with 404: 404 page not found" in result.stderr
+    assert "may be etcd. To use etcd directly, add --driver=etcd" in result.stderr

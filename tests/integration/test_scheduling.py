@@ -202,6 +202,18 @@ def test_machine_rules_and_explain(cluster: Callable[..., LocalCluster]) -> None
         for line in others:
             assert "cannot run meta-lt.service: metadata does not match n<2" in line
 
+    # journal of the unplaceable unit points to explain, not to start.
+    for journal in (
+        etcdctl(fleet, "journal", "eu.service"),
+        apictl(hosts[1], "journal", "eu.service"),
+    ):
+        assert journal.returncode == 1
+        assert journal.stderr == (
+            "Error: Unit eu.service has desired state launched but is not placed "
+            f"on any machine: {reason}; `fleetctl explain eu.service` shows each "
+            "machine's check\n"
+        )
+
     missing = etcdctl(fleet, "explain", "nothing.service")
     assert missing.returncode == 1
     assert "unit nothing.service not found" in missing.stderr

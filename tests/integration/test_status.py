@@ -135,3 +135,51 @@ def test_status(cluster: Callable[..., LocalCluster], tmp_path: Path) -> None:
         assert "Active: active (running)" in web_part
         assert "loaded.service - Sleeps" in loaded_part
         assert "Active: inactive (dead)" in loaded_part
+
+
+def test_global_status_with_dead_machine(
+    cluster: Callable[..., LocalCluster], tmp_path: Path
+) -> None:
+    """A killed host stays listed until its TTL ends; the live ones still print."""
+    fleet = cluster(3, agent_ttl="120s")
+    (tmp_path / "everywhere.service").write_text(SERVICE + "\n[X-Fleet]\nGlobal=true\n")
+    expected = sorted((host.machine_id, host.public_ip) for host in fleet.hosts)
+
+    def global_on_three() -> bool:
+        result = fleet.fleetctl(["status", "everywhere.service"], check=False)
+        return headings(result.stdout) == expected
+
+    fleet.fleetctl(["start", str(tmp_path / "everywhere.service")])
+    wait_until(global_on_three, 60, "everywhere.service status from three machines")
+
+    # Kill the host whose section would come in the middle.
+    dead = sorted(fleet.hosts, key=lambda host: host.machine_id)[1]
+    dead.kill()
+    live = [pair for pair in expected if pair[0] != dead.machine_id]
+    api_host = next(host for host in fleet.hosts if host is not dead)
+
+    for result in (
+        fleet.fleetctl(["status", "everywhere.service"], check=False),
+        over_api(api_host, "status", "everywhere.service"),
+    ):
+        assert result.returncode == 1, result.stderr
+        assert headings(result.stdout) == live
+        assert result.stdout.count("Active: active (running)") == 2
+        errors = result.stderr.splitlines()
+        assert len(errors) == 1
+        assert errors[0].startswith(
+            "Error: cannot run systemctl status everywhere.service on machine "
+            f"{dead.machine_id} at {dead.public_ip}"
+        )
+
+    for result in (
+        fleet.fleetctl(["journal", "everywhere.service"], check=False),
+        over_api(api_host, "journal", "everywhere.service"),
+    ):
+        assert result.returncode == 1, result.stderr
+        # The dead machine's heading prints before its journal fails.
+        assert headings(result.stdout) == expected
+        errors = result.stderr.splitlines()
+        assert len(errors) == 1
+        assert dead.machine_id in errors[0]
+        assert errors[0].startswith("Error: ")

@@ -15,7 +15,7 @@ from fleetd.cluster.state import ClusterState, EtcdRecord, HostRecord
 NO_SUCH_PID = 2**22 + 1
 
 
-def save_cluster(root: Path, name: str = "demo") -> ClusterState:
+def save_cluster(root: Path, name: str = "demo", host_count: int = 2) -> ClusterState:
     cluster_state = ClusterState(
         name=name,
         etcd=EtcdRecord(
@@ -37,7 +37,7 @@ def save_cluster(root: Path, name: str = "demo") -> ClusterState:
                 machine_id=f"{n:032x}",
                 state_dir=str(root / name / f"{name}-{n}"),
             )
-            for n in (1, 2)
+            for n in range(1, host_count + 1)
         ],
     )
     state.save(cluster_state, root / name)
@@ -143,3 +143,38 @@ def test_list_clusters(tmp_path: Path) -> None:
     code, output = invoke(tmp_path, "list")
     assert code == 0
     assert output.splitlines() == ["alpha\tstopped\t2 hosts", "beta\tstopped\t2 hosts"]
+
+
+def test_list_one_host_singular(tmp_path: Path) -> None:
+    save_cluster(tmp_path, "solo", host_count=1)
+    code, output = invoke(tmp_path, "list")
+    assert code == 0
+    assert output.splitlines() == ["solo\tstopped\t1 host"]
+
+
+def test_down_removes_created_root(tmp_path: Path) -> None:
+    # No hosts, so `down` signals nothing and touches no cgroup.
+    root = tmp_path / "root"
+    state.create_root(root)
+    save_cluster(root, "first", host_count=0)
+    save_cluster(root, "second", host_count=0)
+    first_code, first_output = invoke(root, "down", "--name", "first")
+    assert first_code == 0, first_output
+    assert sorted(path.name for path in root.iterdir()) == [
+        state.ROOT_MARKER,
+        "second",
+    ]
+    second_code, second_output = invoke(root, "down", "--name", "second")
+    assert second_code == 0, second_output
+    assert not root.exists()
+
+
+def test_down_keeps_root_made_by_user(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    state.create_root(root)
+    save_cluster(root, "only", host_count=0)
+    code, output = invoke(root, "down", "--name", "only")
+    assert code == 0, output
+    assert root.is_dir()
+    assert list(root.iterdir()) == []

@@ -313,6 +313,36 @@ def test_submit_bad_file_writes_nothing(registry: FakeRegistry, workdir: Path) -
     assert registry.writes == []
 
 
+def test_submit_option_error_names_unit_once(
+    registry: FakeRegistry, workdir: Path
+) -> None:
+    (workdir / "badx.service").write_text(
+        WEB + "\n[X-Fleet]\nGlobal=true\nMachineOf=db.service\n"
+    )
+    result = run("submit", "badx.service")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: invalid unit file badx.service: Global=true cannot be used with "
+        "MachineOf."
+    )
+    assert result.stderr.count("badx.service") == 1
+    assert registry.writes == []
+
+
+def test_submit_option_warning_names_unit_once(
+    registry: FakeRegistry, workdir: Path
+) -> None:
+    (workdir / "unkx.service").write_text(WEB + "\n[X-Fleet]\nFoo=1\n")
+    result = run("submit", "unkx.service")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "WARNING: unit unkx.service: unrecognized option 'Foo' in [X-Fleet] "
+        "section is ignored."
+    )
+    assert result.stderr.count("unkx.service") == 1
+    assert registry.writes == ["create unkx.service inactive"]
+
+
 def test_submit_missing_file(registry: FakeRegistry, workdir: Path) -> None:
     result = run("submit", "nope.service")
     assert result.exit_code == 1
@@ -735,10 +765,50 @@ def test_journal_inactive_unit(registry: FakeRegistry, local_machine: None) -> N
 def test_journal_global_unit_not_running(
     registry: FakeRegistry, local_machine: None
 ) -> None:
-    registry.add("agent.service", GLOBAL, DesiredState.LAUNCHED)
+    registry.add("agent.service", GLOBAL)
     result = run("journal", "agent.service")
     assert result.exit_code == 1
     assert "Unit agent.service does not appear to be running" in result.stderr
+
+
+def test_journal_launched_global_on_no_machine(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("agent.service", GLOBAL, DesiredState.LAUNCHED)
+    result = run("journal", "agent.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Global unit agent.service has desired state launched but no live "
+        "machine reports a state for it; `fleetctl explain agent.service` shows "
+        "each machine's check\n"
+    )
+
+
+def test_journal_launched_unit_not_placed(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("nomatch.service", WEB, DesiredState.LAUNCHED)
+    registry.reasons["nomatch.service"] = "no machine has metadata region=mars"
+    result = run("journal", "nomatch.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Unit nomatch.service has desired state launched but is not placed "
+        "on any machine: no machine has metadata region=mars; `fleetctl explain "
+        "nomatch.service` shows each machine's check\n"
+    )
+    assert "fleetctl start" not in result.stderr
+
+
+def test_journal_loaded_unit_not_placed_yet(
+    registry: FakeRegistry, local_machine: None
+) -> None:
+    registry.add("web.service", WEB, DesiredState.LOADED)
+    result = run("journal", "web.service")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: Unit web.service has desired state loaded but is not placed on "
+        "any machine; `fleetctl explain web.service` shows each machine's check\n"
+    )
 
 
 def test_stop_glob_skips_templates_and_inactive(registry: FakeRegistry) -> None:

@@ -141,3 +141,35 @@ def test_journal_placed_unit_on_other_machine(
     assert placed.exit_code == 0, placed.output
     # A unit placed on one machine gets no heading, as before.
     assert placed.stdout == "remote lines\n"
+
+
+def test_journal_global_dead_machine_others_print(
+    registry: FakeRegistry,
+    local_machine: None,
+    journals: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sorts between MACHINE_B and MACHINE_A, so sections follow the failure.
+    dead = "5c0a77a3" + "0" * 24
+    registry.machine_records[dead] = Machine(dead, "127.0.0.12", {})
+    add_global(registry, MACHINE_A, MACHINE_B, dead)
+    working_stream = fleetd.peer.stream_journal
+
+    async def stream(machine: Machine, unit: str, **kwargs: Any) -> int:
+        if machine.id == dead:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await working_stream(machine, unit, **kwargs)
+
+    monkeypatch.setattr(fleetd.peer, "stream_journal", stream)
+    result = run("journal", "agent.service")
+    assert result.stdout == (
+        f"Machine {MACHINE_B}:\nremote lines\n\n"
+        f"Machine {dead} (127.0.0.12):\n\n"
+        f"Machine {MACHINE_A} (10.0.0.1):\nlocal lines\n"
+    )
+    assert result.stderr.startswith(
+        f"Error: cannot read the journal of agent.service from machine {dead} at "
+        "127.0.0.12: [Errno 111] Connect call failed"
+    )
+    assert result.stderr.count("\n") == 1
+    assert result.exit_code == 1

@@ -305,7 +305,7 @@ def test_specifiers_keep_requirements_apart() -> None:
 COMBINATION_ERRORS = [
     pytest.param(
         ["MachineID=abc", "MachineOf=db.service"],
-        r"^web\.service: MachineID cannot be used with MachineOf\. Pin the peer with "
+        r"^MachineID cannot be used with MachineOf\. Pin the peer with "
         r"the same MachineID instead, or drop one of them$",
         id="MachineID and MachineOf",
     ),
@@ -316,46 +316,46 @@ COMBINATION_ERRORS = [
     ),
     pytest.param(
         ["MachineID=abc", "Conflicts=db.service"],
-        r"^web\.service: MachineID cannot be used with Conflicts\. Drop one of them$",
+        r"^MachineID cannot be used with Conflicts\. Drop one of them$",
         id="MachineID and Conflicts",
     ),
     pytest.param(
         ["MachineID=abc", "Global=true"],
-        r"^web\.service: MachineID cannot be used with Global=true\. Use "
+        r"^MachineID cannot be used with Global=true\. Use "
         r"MachineMetadata to pick the machines of a global unit, or drop Global$",
         id="MachineID and Global",
     ),
     pytest.param(
         ["MachineID=abc", "Replaces=db.service"],
-        r"^web\.service: MachineID cannot be used with Replaces\. Drop one of them$",
+        r"^MachineID cannot be used with Replaces\. Drop one of them$",
         id="MachineID and Replaces",
     ),
     pytest.param(
         ["Global=true", "MachineOf=db.service"],
-        r"^web\.service: Global=true cannot be used with MachineOf\. A global unit "
+        r"^Global=true cannot be used with MachineOf\. A global unit "
         r"runs on every machine that fits, so drop MachineOf or Global$",
         id="Global and MachineOf",
     ),
     pytest.param(
         ["Global=true", "Replaces=db.service"],
-        r"^web\.service: Global=true cannot be used with Replaces\. Drop one of them$",
+        r"^Global=true cannot be used with Replaces\. Drop one of them$",
         id="Global and Replaces",
     ),
     pytest.param(
         ["Conflicts=a.service", "Replaces=db.service"],
-        r"^web\.service: Conflicts cannot be used with Replaces\. Drop one of them$",
+        r"^Conflicts cannot be used with Replaces\. Drop one of them$",
         id="Conflicts and Replaces",
     ),
     pytest.param(
         ["MachineOf=db.service", "Conflicts=d*.service"],
-        r"^web\.service: unresolvable requirements: MachineOf peer 'db\.service' "
+        r"^unresolvable requirements: MachineOf peer 'db\.service' "
         r"matches Conflicts pattern 'd\*\.service', so no machine can ever fit\. "
         r"Remove the peer or narrow the pattern$",
         id="peer matches conflict",
     ),
     pytest.param(
         ["MachineOf=db.service", "Replaces=db.*"],
-        r"^web\.service: unresolvable requirements: MachineOf peer 'db\.service' "
+        r"^unresolvable requirements: MachineOf peer 'db\.service' "
         r"matches Replaces pattern 'db\.\*', so the unit would push away the unit "
         r"it must run next to\. Remove one of them$",
         id="peer matches replaces",
@@ -388,7 +388,7 @@ def test_validate_accepts_combination(lines: list[str]) -> None:
 def test_validate_empty_machine_id_with_global() -> None:
     warnings = validate_options("web.service", fleet("MachineID=", "Global=true"))
 
-    assert warnings == ["web.service: an empty MachineID value is ignored"]
+    assert warnings == ["an empty MachineID value is ignored"]
 
 
 def test_validate_accepts_corpus() -> None:
@@ -417,7 +417,7 @@ def test_validate_rejects_long_line_from_options() -> None:
 
     with pytest.raises(
         UnitFileError,
-        match=r"^web\.service: the line 'ExecStart=x{30}'\.\.\. is too long for "
+        match=r"^the line 'ExecStart=x{30}'\.\.\. is too long for "
         r"systemd \(max 2048 bytes with the line end\)\. Split the value",
     ):
         validate_options("web.service", unit)
@@ -426,56 +426,55 @@ def test_validate_rejects_long_line_from_options() -> None:
 WARNING_CASES = [
     pytest.param(
         ["Foo=1"],
-        "web.service: unrecognized option 'Foo' in [X-Fleet] section is ignored. "
+        "unrecognized option 'Foo' in [X-Fleet] section is ignored. "
         "Known options: Conflicts, Global, MachineID, MachineMetadata, MachineOf, "
         "Replaces",
         id="unknown option",
     ),
     pytest.param(
         ["X-ConditionMachineOf=db.service"],
-        "web.service: [X-Fleet] option X-ConditionMachineOf is deprecated since "
+        "[X-Fleet] option X-ConditionMachineOf is deprecated since "
         "fleet v0.8.0. Use MachineOf",
         id="deprecated MachineOf",
     ),
     pytest.param(
         ["X-Conflicts=db.service"],
-        "web.service: [X-Fleet] option X-Conflicts is deprecated since fleet v0.8.0. "
-        "Use Conflicts",
+        "[X-Fleet] option X-Conflicts is deprecated since fleet v0.8.0. Use Conflicts",
         id="deprecated Conflicts",
     ),
     pytest.param(
         ["X-ConditionMachineMetadata=a=b"],
-        "web.service: [X-Fleet] option X-ConditionMachineMetadata is deprecated "
+        "[X-Fleet] option X-ConditionMachineMetadata is deprecated "
         "since fleet v0.8.0. Use MachineMetadata",
         id="deprecated MachineMetadata",
     ),
     pytest.param(
         ["X-ConditionMachineID=abc"],
-        "web.service: [X-Fleet] option X-ConditionMachineID is deprecated since "
+        "[X-Fleet] option X-ConditionMachineID is deprecated since "
         "fleet v0.8.0. Use MachineID",
         id="deprecated MachineID",
     ),
     pytest.param(
         ["MachineID=abc", "MachineID=def"],
-        "web.service: MachineID is given 2 times and only the first ('abc') is "
+        "MachineID is given 2 times and only the first ('abc') is "
         "used. Remove the others",
         id="two MachineIDs",
     ),
     pytest.param(
         ["MachineOf="],
-        "web.service: an empty MachineOf value is ignored",
+        "an empty MachineOf value is ignored",
         id="empty MachineOf",
     ),
     pytest.param(
         ["MachineMetadata=region"],
-        "web.service: MachineMetadata item 'region' is ignored because it is not "
+        "MachineMetadata item 'region' is ignored because it is not "
         "key=value (or key!=value, key<value, key<=value, key>value, key>=value) "
         "with a non-empty key and value",
         id="metadata without operator",
     ),
     pytest.param(
         ["MachineOf=a.service b.service"],
-        "web.service: MachineOf 'a.service b.service' can never be met because it "
+        "MachineOf 'a.service b.service' can never be met because it "
         "is not a valid unit name (invalid character ' ' in unit name "
         "'a.service b.service'. Use only letters, digits and the characters "
         ": - _ . \\ @). List several peers as separate MachineOf lines or as "
@@ -484,19 +483,19 @@ WARNING_CASES = [
     ),
     pytest.param(
         ["Conflicts=db[.service"],
-        "web.service: Conflicts pattern 'db[.service' is malformed and matches "
+        "Conflicts pattern 'db[.service' is malformed and matches "
         "nothing. Check its [ ] brackets and trailing backslash",
         id="malformed conflict",
     ),
     pytest.param(
         ["Replaces=db\\"],
-        "web.service: Replaces pattern 'db\\\\' is malformed and matches nothing. "
+        "Replaces pattern 'db\\\\' is malformed and matches nothing. "
         "Check its [ ] brackets and trailing backslash",
         id="malformed replaces",
     ),
     pytest.param(
         ["Global=enabled"],
-        "web.service: Global value 'enabled' is not a boolean and counts as false. "
+        "Global value 'enabled' is not a boolean and counts as false. "
         "Write Global=true or Global=false",
         id="Global not boolean",
     ),
@@ -512,9 +511,9 @@ def test_validate_warns_boot_id() -> None:
     warnings = validate_options("web.service", fleet("X-ConditionMachineBootID=b0"))
 
     assert warnings == [
-        "web.service: [X-Fleet] option X-ConditionMachineBootID is deprecated "
+        "[X-Fleet] option X-ConditionMachineBootID is deprecated "
         "since fleet v0.8.0. Use MachineID",
-        "web.service: X-ConditionMachineBootID is compared with machine IDs, which "
+        "X-ConditionMachineBootID is compared with machine IDs, which "
         "never equal a boot ID, so this unit cannot be placed. Use MachineID",
     ]
 
