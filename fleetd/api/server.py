@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import MutableMapping, Sequence
@@ -314,6 +315,12 @@ class ApiServer:
         if machine.id != self.backend.machine_id:
             secret = await self.backend.registry.cluster_secret()
             peer = await journal.open_peer_journal(machine, name, query, secret)
+        elif shutil.which("journalctl") is None:
+            raise HttpError(
+                500,
+                f"journalctl is not installed on machine {machine.id}; the "
+                "journal resource runs it there, so install systemd's journalctl",
+            )
 
         response: ChunkedReply = await request.stream(
             200,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,27 @@ async def test_journal_of_global_unit(ready_api: Api, tmp_path: Path) -> None:
             await process.wait()
     finally:
         await peer.close()
+
+
+async def test_journal_without_journalctl_is_an_error(
+    ready_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"unix://{ready_api.socket_path}"
+    (tmp_path / "g.service").write_text(GLOBAL)
+    started = await fleetctl(
+        tmp_path, "start", "--no-block", "g.service", endpoint=endpoint
+    )
+    assert started.returncode == 0, started.stderr
+    await publish_on(ready_api, MACHINE)
+    await ready_api.server.backend._until(
+        lambda view: MACHINE in view.states.get("g.service", {}),
+        "g.service state from this machine",
+    )
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+
+    reply = await ready_api.call(
+        "GET", f"/fleet/v1/units/g.service/journal?machineID={MACHINE}"
+    )
+
+    assert reply.status == 500
+    assert "journalctl is not installed" in reply.json()["error"]["message"]
