@@ -486,6 +486,8 @@ class GatewayClient:
         self._token = ""
         self._auth_lock = asyncio.Lock()
         self._preferred = 0
+        # Connections of open streams (watches), which are outside the pool.
+        self._streams: set[_Connection] = set()
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._closed = False
@@ -632,6 +634,12 @@ class GatewayClient:
             self.timeout,
             self.endpoints[self._preferred].url,
         )
+        # A watch on that endpoint would wait for its next event forever, so
+        # its connection is closed: the watch fails, and its owner watches
+        # again through the next endpoint.
+        for connection in list(self._streams):
+            if connection.endpoint == endpoint:
+                connection.close()
 
     def _release(self, connection: _Connection) -> None:
         if (
@@ -703,6 +711,7 @@ class GatewayClient:
             await self._renew_token("")
         async with asyncio.timeout(self.timeout):
             connection = await self._connect()
+        self._streams.add(connection)
         try:
             connection.keep_alive_probes()
             async with asyncio.timeout(self.timeout):
@@ -731,6 +740,7 @@ class GatewayClient:
             if pending.strip():
                 yield stream_result(_parse_json(pending))
         finally:
+            self._streams.discard(connection)
             await connection.wait_closed()
 
     async def watch(self, create_request: Json) -> AsyncGenerator[Json, None]:

@@ -320,6 +320,84 @@ async def test_hung_first_endpoint_is_skipped(
             assert await registry.get("k") is not None
 
 
+class FreezingProxy:
+    """A loopback TCP proxy to etcd that can stop passing bytes, like a stopped etcd."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter
+        ) -> None:
+            while data := await source.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.Event().wait()
+                sink.write(data)
+                await sink.drain()
+
+        try:
+            await asyncio.gather(
+                pipe(reader, upstream_writer), pipe(upstream_reader, writer)
+            )
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            upstream_writer.close()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in self.connections:
+            task.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
+
+
+async def test_watch_on_stalled_endpoint_fails_after_call_timeout(
+    etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    port = int(etcd_server.client_url.rsplit(":", 1)[1])
+    proxy = FreezingProxy(port)
+    proxy_url = await proxy.start()
+    try:
+        async with open_registry(
+            [proxy_url, etcd_server.client_url], etcd_prefix, 0.5
+        ) as registry:
+            revision, _ = await registry.read_all()
+            watch = registry.watch(revision + 1)
+            await registry.put("k", "1")
+            first_revision, _ = await anext(watch)
+
+            proxy.frozen.set()
+            with pytest.raises(RegistryError, match="no answer within"):
+                await registry.put("k", "2")
+
+            async with asyncio.timeout(5):
+                with pytest.raises(RegistryError):
+                    await anext(watch)
+            assert first_revision > revision
+            await registry.put("k", "3")
+    finally:
+        await proxy.close()
+
+
 async def test_no_reachable_endpoint_names_each(etcd_prefix: str) -> None:
     first = f"http://127.0.0.1:{free_port()}"
     second = f"http://127.0.0.1:{free_port()}"
