@@ -176,12 +176,23 @@ class BenchCluster:
                 return host
         raise LookupError(f"no host of this cluster has machine ID {machine_id}")
 
-    def fleetd_rss_kib(self, host: Host) -> int:
-        """Return the resident set size of fleetd on ``host``, in KiB."""
-        main_pid = host.run(
+    def _fleetd_pid(self, host: Host) -> str:
+        return host.run(
             ["systemctl", "show", "fleet.service", "--property=MainPID", "--value"],
             timeout=30,
         ).stdout.strip()
+
+    def fleetd_cpu_seconds(self, host: Host) -> float:
+        """Return the CPU time fleetd on ``host`` has used, user and system."""
+        stat = host.run(["cat", f"/proc/{self._fleetd_pid(host)}/stat"], timeout=30)
+        # Fields after the command name, which is in parentheses: utime and
+        # stime are the 12th and 13th, in clock ticks.
+        fields = stat.stdout.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def fleetd_rss_kib(self, host: Host) -> int:
+        """Return the resident set size of fleetd on ``host``, in KiB."""
+        main_pid = self._fleetd_pid(host)
         status = host.run(["cat", f"/proc/{main_pid}/status"], timeout=30).stdout
         for line in status.splitlines():
             if line.startswith("VmRSS:"):

@@ -244,7 +244,9 @@ async def memory(soak_minutes: float, sample_seconds: float = 30.0) -> Section:
             await asyncio.sleep(5)
             at_1000 = cluster.fleetd_rss_kib(host)
             samples = [at_1000]
-            deadline = time.monotonic() + soak_minutes * 60
+            cpu_before = cluster.fleetd_cpu_seconds(host)
+            soak_started = time.monotonic()
+            deadline = soak_started + soak_minutes * 60
             churn = 0
             while time.monotonic() < deadline:
                 await asyncio.sleep(sample_seconds)
@@ -265,6 +267,8 @@ async def memory(soak_minutes: float, sample_seconds: float = 30.0) -> Section:
                 for command in ("list-units", "list-machines"):
                     host.run([FLEETCTL, command, "--no-legend"], timeout=60)
                 samples.append(cluster.fleetd_rss_kib(host))
+            cpu = cluster.fleetd_cpu_seconds(host) - cpu_before
+            cpu_share = cpu / max(time.monotonic() - soak_started, 1e-9)
     mib = 1024
     quarter = max(1, len(samples) // 4)
     growth = median(samples[-quarter:]) - median(samples[:quarter])
@@ -292,6 +296,11 @@ async def memory(soak_minutes: float, sample_seconds: float = 30.0) -> Section:
             f"{len(samples)} samples, {churn:,} units churned; last quarter's "
             f"median {growth / mib:+.2f} MiB from the first's"
             + ("" if hour else "; shorter than the hour the target asks for"),
+        ),
+        Figure(
+            "fleetd CPU over the soak, churn and API calls included",
+            f"{cpu_share:.1%} of one CPU",
+            note=f"{cpu:.1f} s of CPU time",
         ),
     ]
     return section
