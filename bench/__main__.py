@@ -37,7 +37,7 @@ targets set for fleet-py and, where one exists, the original fleet's (Go,
 v1.0) figure on a similar machine. Every scenario runs its own etcd 3.4 on
 loopback and, where its section names them, test hosts: real systemd as PID 1 in Linux
 namespaces, each running fleetd, booted by the code behind `fleet-cluster`.
-Other work shared the machine during the run, so single figures can be
+The notes below say what else ran on the machine; single figures can be
 noisy.
 """
 
@@ -139,12 +139,14 @@ def main() -> None:
             ],
         )
         print(f"wrote {args.save}")
-    commands = [command]
+    # Saved runs come first under How to run: they were run first.
+    commands: list[str] = []
     by_scenario = dict(zip(chosen, sections, strict=True))
     for name, section, earlier in included:
         if name not in by_scenario:
             by_scenario[name] = section
             commands.append(earlier)
+    commands.append(command)
     sections = [by_scenario[name] for name in available if name in by_scenario]
     if output is not None:
         how = "\n    ".join(dict.fromkeys(command.strip() for command in commands))
