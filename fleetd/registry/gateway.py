@@ -49,9 +49,9 @@ DEFAULT_PORT = 2379
 MAX_CONNECTIONS = 16
 # Limit of the stream reader's buffer, which also bounds one header line.
 _READ_LIMIT = 1 << 20
-# A watch connection idle this long gets TCP keep-alive probes (seconds), so
-# a peer that vanished without closing the connection (a host powered off, a
-# network cut) fails the watch after about 10 + 5 * 3 s instead of never.
+# A watch connection idle this long gets TCP keep-alive probes (seconds).
+# A peer that vanished without closing the connection (a host powered off, a
+# network cut) then fails the watch after about 10 + 5 * 3 s, not never.
 _KEEPALIVE_IDLE = 10
 _KEEPALIVE_INTERVAL = 5
 _KEEPALIVE_PROBES = 3
