@@ -216,7 +216,11 @@ class Request:
             return False
         if _content_length(self.header("content-length")) > MAX_UNREAD_BODY:
             return False
-        await self.read_body(MAX_UNREAD_BODY)
+        try:
+            await self.read_body(MAX_UNREAD_BODY)
+        except RequestError as err:
+            log.debug("API request body not read to its end: %s", err.message)
+            return False
         return True
 
     async def _read_chunked(self, limit: int) -> bytes:

@@ -180,6 +180,16 @@ async def test_unread_body_does_not_become_next_request(socket_path: Path) -> No
     assert b"/smuggled" not in data
 
 
+async def test_truncated_unread_body_closes_connection(socket_path: Path) -> None:
+    data = await exchange(
+        socket_path, b"POST /ignore-body HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"
+    )
+
+    [(status, headers, _)] = replies(data)
+    assert status == 204
+    assert headers["Connection"] == "close"
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
