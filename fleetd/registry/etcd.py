@@ -161,7 +161,6 @@ class EtcdRegistry:
         small = under in (keys.STATES, keys.MACHINES)
         page = SMALL_KEYS_PAGE if small else READ_PAGE_KEYS
         end = encode_bytes(prefix_range_end(self._key(under)))
-        prefix_length = len(self.prefix.encode())
 
         async def fetch(start: bytes, limit: int, revision: int) -> dict[str, Any]:
             request: dict[str, Any] = {
@@ -190,7 +189,7 @@ class EtcdRegistry:
                 try:
                     pairs = [
                         (
-                            decode_bytes(kv.get("key"))[prefix_length:].decode(),
+                            self._strip(decode_bytes(kv.get("key"))),
                             decode_bytes(kv.get("value")),
                         )
                         for kv in kvs
