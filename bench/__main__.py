@@ -149,8 +149,8 @@ def main() -> None:
     commands.append(command)
     sections = [by_scenario[name] for name in available if name in by_scenario]
     if output is not None:
-        how = "\n    ".join(dict.fromkeys(command.strip() for command in commands))
-        page = render(how, machine.describe(), sections, PREAMBLE)
+        how_to_run = "\n    ".join(dict.fromkeys(item.strip() for item in commands))
+        page = render(how_to_run, machine.describe(), sections, PREAMBLE)
         output.write_text(page + kept_notes(output))
         print(f"wrote {output}")
 

@@ -66,10 +66,11 @@ async def time_fleetctl(
 async def api_socket(registry: EtcdRegistry, machine_id: str) -> AsyncIterator[str]:
     """Serve fleetd's API from ``registry`` in this process; yield its socket path.
 
-    The API answers from a registry mirror, as in fleetd; this machine need
-    not be registered. The socket is in a fresh directory under STATE_ROOT.
+    The API serves reads from a registry mirror, as in fleetd, and this
+    machine need not be registered. The socket is in a fresh directory
+    under STATE_ROOT.
     """
-    # Imported here: only the list scenario serves the API.
+    # Imported here, because only the list scenario serves the API.
     from fleetd.api.backend import ApiBackend
     from fleetd.api.server import ApiServer
     from fleetd.registry.mirror import RegistryMirror

@@ -2,14 +2,14 @@
 
 The API needs little of HTTP: requests with a body of known length or in
 chunks, replies of known length, one streamed reply (the journal), and
-keep-alive connections answered one request at a time. This module does that
+keep-alive connections that serve one request at a time. This module does that
 on the standard library, which keeps fleetd's memory down: the aiohttp server
 it replaces cost about 13 MiB of RSS in imports alone.
 
 The handler gets a ``Request`` and returns a ``Response``, or the
-``ChunkedReply`` it opened with ``Request.stream``. Malformed requests are
-answered here, through the ``error_reply`` the server was built with, and the
-connection is closed after them.
+``ChunkedReply`` it opened with ``Request.stream``. This module rejects
+malformed requests itself, with the ``error_reply`` the server was built
+with, and closes the connection after them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 16 * 1024
 MAX_HEADERS = 100
 # A body the handler left unread is read and dropped up to this size, so the
-# connection can take the next request; a larger one closes the connection.
+# connection can take the next request. A larger one closes the connection.
 MAX_UNREAD_BODY = 1024 * 1024
 # A connection with no request in progress for this long is closed (seconds).
 IDLE_TIMEOUT = 75.0
@@ -39,12 +39,12 @@ IDLE_TIMEOUT = 75.0
 HEAD_TIMEOUT = 30.0
 # Time a client has to send a whole request body (seconds).
 BODY_TIMEOUT = 60.0
-# Connections served at once; a client over the limit is disconnected at
+# Connections served at once. A client over the limit is disconnected at
 # once, so a flood of connections cannot take every file descriptor fleetd
 # needs for etcd and D-Bus.
 MAX_CONNECTIONS = 512
-# Time a TLS client has to finish its handshake (seconds); asyncio's default
-# is 60 s, during which a half-open handshake holds a file descriptor.
+# Time a TLS client has to finish its handshake (seconds). asyncio's default
+# is 60 s, and a half-open handshake keeps a file descriptor open that long.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 # Maximum digits of a Content-Length, so int() never converts a huge number.
 MAX_LENGTH_DIGITS = 18
@@ -53,7 +53,7 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?\r?\n")
 
 
 class RequestError(Exception):
-    """A request this server cannot take; answered with ``status``."""
+    """A request this server rejects; the reply has status ``status``."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -136,15 +136,16 @@ class Request:
 
     def header(self, name: str, default: str = "") -> str:
         """Return the first value of header ``name`` (any case), or ``default``."""
-        wanted = name.lower()
+        lowered = name.lower()
         for key, value in self.headers:
-            if key == wanted:
+            if key == lowered:
                 return value
         return default
 
     def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key == wanted]
+        """Return every value of header ``name`` (any case), in order."""
+        lowered = name.lower()
+        return [value for key, value in self.headers if key == lowered]
 
     @property
     def keep_alive(self) -> bool:
@@ -429,7 +430,7 @@ class HttpServer:
         assert task is not None
         if len(self._connections) >= MAX_CONNECTIONS:
             log.warning(
-                "API connection refused: %d connections open already",
+                "API connection rejected: %d connections open already",
                 len(self._connections),
             )
             writer.close()
@@ -461,6 +462,7 @@ class HttpServer:
                 async with asyncio.timeout(IDLE_TIMEOUT):
                     request = await read_head(reader, writer)
             except RequestError as err:
+                log.debug("API request rejected with %d: %s", err.status, err.message)
                 rejection = self._error_reply(err.status, err.message)
                 await self._send(writer, rejection, False)
                 return

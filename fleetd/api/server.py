@@ -316,6 +316,7 @@ class ApiServer:
             secret = await self.backend.registry.cluster_secret()
             peer = await journal.open_peer_journal(machine, name, query, secret)
         elif shutil.which("journalctl") is None:
+            log.error("journal of %s: journalctl is not installed here", name)
             raise HttpError(
                 500,
                 f"journalctl is not installed on machine {machine.id}; the "

@@ -25,7 +25,7 @@ LIMIT = 1000
 
 
 async def echo(request: Request) -> HttpReply:
-    """Answer with what the server parsed; /stream streams three chunks.
+    """Reply with what the server parsed; /stream streams three chunks.
 
     /stream-fail raises after sending the head of a streamed reply.
     """
@@ -157,7 +157,7 @@ async def test_body_over_limit_is_413(socket_path: Path) -> None:
 
 
 async def test_large_unread_body_closes_connection(socket_path: Path) -> None:
-    # The body is not sent: the server must answer without waiting for it.
+    # The body is not sent, so the server must reply without waiting for it.
     data = await exchange(
         socket_path, b"PUT /u HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n"
     )
@@ -374,8 +374,10 @@ async def test_connections_over_limit_are_dropped(
     socket_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http, "MAX_CONNECTIONS", 2)
-    held = [await asyncio.open_unix_connection(str(socket_path)) for _ in range(2)]
-    for reader, writer in held:
+    open_connections = [
+        await asyncio.open_unix_connection(str(socket_path)) for _ in range(2)
+    ]
+    for reader, writer in open_connections:
         writer.write(b"GET /held HTTP/1.1\r\n\r\n")
         await reader.readuntil(b'"body": ""}')
 
@@ -386,7 +388,7 @@ async def test_connections_over_limit_are_dropped(
         assert await dropped_reader.read() == b""
     dropped_writer.close()
 
-    for _, writer in held:
+    for _, writer in open_connections:
         writer.close()
         await writer.wait_closed()
     # Time for the server to see both ends of file before the next connect.
